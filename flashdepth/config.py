@@ -1,0 +1,189 @@
+"""Typed, frozen model configurations.
+
+A configuration is plain data: it round-trips through :meth:`to_dict` / :func:`from_dict`
+(JSON-safe), and our checkpoints store it. Unknown keys are errors, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """DINOv2 ViT encoder (as used by Depth Anything V2)."""
+
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    patch_size: int = 14
+    pos_grid: int = 37  # the learned pos-embed is a pos_grid x pos_grid patch grid (518 px / 14)
+    layer_indices: tuple[int, ...] = (2, 5, 8, 11)  # blocks whose (normed) outputs feed the DPT
+    norm_eps: float = 1e-6
+    interpolate_offset: float = 0.1  # DINOv2's offset in the pos-embed scale factor
+
+    def validate(self) -> None:
+        _check(self.embed_dim % self.num_heads == 0, f"vit.embed_dim={self.embed_dim} is not divisible by vit.num_heads={self.num_heads}")
+        _check(len(self.layer_indices) == 4, f"vit.layer_indices={self.layer_indices} must name 4 blocks (one per DPT level)")
+        _check(all(0 <= i < self.depth for i in self.layer_indices), f"vit.layer_indices={self.layer_indices} must lie in [0, depth={self.depth})")
+
+
+@dataclass(frozen=True)
+class DPTConfig:
+    """DPT decoder of Depth Anything V2."""
+
+    features: int = 64  # "dpt_dim": width of every refinenet path
+    out_channels: tuple[int, int, int, int] = (48, 96, 192, 384)
+    head_hidden: int = 32  # width of output_conv2's hidden layer
+
+    def validate(self) -> None:
+        _check(len(self.out_channels) == 4, f"dpt.out_channels={self.out_channels} must have 4 entries")
+        _check(self.features % 2 == 0, f"dpt.features={self.features} must be even (output_conv1 halves it)")
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """The recurrent Mamba2 module placed inside the DPT decoder.
+
+    ``dpt_layer`` k places it on path_4 (0), path_3 (1), path_2 (2) or path_1 (3), right after that
+    refinenet. The model width ``d_model`` is the DPT's ``features``.
+    """
+
+    dpt_layer: int = 1
+    num_blocks: int = 4
+    downsample: float = 0.1  # tokens come from features average-pooled to this fraction of each side
+    d_state: int = 256  # N: SSM state size
+    d_conv: int = 4  # depthwise causal conv width (zero-padded within each frame)
+    expand: int = 4  # d_inner = expand * d_model
+    headdim: int = 32  # P: channels per SSM head
+    ngroups: int = 1  # groups sharing B and C
+    chunk_size: int = 256  # SSD chunk length (numerics only)
+    mlp_ratio: int = 4
+
+    def validate(self) -> None:
+        _check(0 <= self.dpt_layer <= 3, f"temporal.dpt_layer={self.dpt_layer} must be 0, 1, 2 or 3")
+        _check(0.0 < self.downsample <= 1.0, f"temporal.downsample={self.downsample} must be in (0, 1]")
+        _check(self.chunk_size > 0 and self.d_conv > 0 and self.num_blocks > 0,
+               "temporal.chunk_size, d_conv and num_blocks must be positive")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """FlashDepth (Full): a frozen low-resolution teacher branch fused into the student's path_4."""
+
+    teacher_vit: ViTConfig = field(default_factory=lambda: ViTConfig(
+        embed_dim=1024, depth=24, num_heads=16, layer_indices=(4, 11, 17, 23)))
+    teacher_dpt: DPTConfig = field(default_factory=lambda: DPTConfig(
+        features=256, out_channels=(256, 512, 1024, 1024)))
+    teacher_resolution: int = 490  # teacher input height when the frame is taller than this
+    num_blocks: int = 4
+    num_heads: int = 2
+    mlp_expand: int = 2
+
+    def validate(self) -> None:
+        self.teacher_vit.validate()
+        self.teacher_dpt.validate()
+        _check(self.teacher_resolution > 0,
+               f"fusion.teacher_resolution={self.teacher_resolution} must be positive")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole model. ``temporal=None`` is the per-frame Depth Anything V2 model."""
+
+    name: str = "custom"
+    vit: ViTConfig = field(default_factory=ViTConfig)
+    dpt: DPTConfig = field(default_factory=DPTConfig)
+    temporal: Optional[TemporalConfig] = None
+    fusion: Optional[FusionConfig] = None
+
+    def validate(self) -> "ModelConfig":
+        self.vit.validate()
+        self.dpt.validate()
+        if self.temporal is not None:
+            self.temporal.validate()
+            d_inner = self.temporal.expand * self.dpt.features
+            _check(d_inner % self.temporal.headdim == 0,
+                   f"temporal.expand*dpt.features={d_inner} is not divisible by temporal.headdim={self.temporal.headdim}")
+        if self.fusion is not None:
+            self.fusion.validate()
+            _check(self.dpt.features % self.fusion.num_heads == 0,
+                   f"dpt.features={self.dpt.features} is not divisible by fusion.num_heads={self.fusion.num_heads}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from plain data, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
+                          f"valid keys of {where or cls.__name__ + '.'}: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate") and cls is ModelConfig:
+        obj.validate()
+    return obj
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = args[0]
+        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def model_config_from_dict(data: Any) -> ModelConfig:
+    return from_dict(ModelConfig, data)

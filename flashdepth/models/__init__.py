@@ -1,0 +1,3 @@
+from .flashdepth import FlashDepth, StreamState
+
+__all__ = ["FlashDepth", "StreamState"]

@@ -1,0 +1,189 @@
+"""FlashDepth and Depth Anything V2 as one module.
+
+``FlashDepth(config)`` is Depth Anything V2 when ``config.temporal`` is None, FlashDepth-S/-L with
+a temporal module, and FlashDepth (Full) with ``config.fusion`` as well. Parameter names follow
+the published checkpoints, so their state dicts load with ``strict=True``.
+
+Stream state is explicit: ``depth, state = model(frame, state)``; ``state=None`` starts a new
+stream, and the module itself keeps nothing between calls, so one model can serve many streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import FusionConfig, ModelConfig
+from ..errors import InputShapeError, StreamStateError
+from .dpt import DPTHead
+from .fusion import HybridFusion
+from .temporal import TemporalModule
+from .vit import VisionTransformer
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """What one stream carries from frame to frame: the SSM state of every Mamba block.
+
+    ``ssm[i]`` is (B, nheads, headdim, d_state) in float32; ``frames`` counts frames consumed.
+    """
+
+    ssm: tuple[torch.Tensor, ...]
+    frames: int
+
+    def detach(self) -> "StreamState":
+        """Cut the autograd graph (truncated back-propagation through time)."""
+        return StreamState(tuple(s.detach() for s in self.ssm), self.frames)
+
+    def to(self, device: torch.device | str) -> "StreamState":
+        return StreamState(tuple(s.to(device) for s in self.ssm), self.frames)
+
+
+class Teacher(nn.Module):
+    """``teacher_model.*``: the frozen ViT-L + DPT-L branch of FlashDepth (Full), run to path_4."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        self.pretrained = VisionTransformer(cfg.teacher_vit)
+        self.depth_head = DPTHead(cfg.teacher_vit.embed_dim, cfg.teacher_dpt)
+        self.resolution = cfg.teacher_resolution
+        self.patch = cfg.teacher_vit.patch_size
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames taller than ``resolution`` go to height ``resolution`` (width floored to the patch)."""
+        height, width = x.shape[-2:]
+        if height <= self.resolution:
+            return x
+        main_w = (int((self.resolution / height) * width) // self.patch) * self.patch
+        return F.interpolate(x, size=(self.resolution, main_w), mode="bilinear", align_corners=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 3, H, W) normalised -> teacher path_4 (B, C_t, h_t, w_t)."""
+        x = self.resize(x)
+        ph, pw = x.shape[-2] // self.patch, x.shape[-1] // self.patch
+        tokens = self.pretrained.intermediate_layers(x)
+        return self.depth_head.path4(self.depth_head.levels(tokens, ph, pw, which=(2, 3)))
+
+
+class FlashDepth(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        # Registration order reproduces the published state-dict key order.
+        if config.fusion is not None:
+            self.teacher_model = Teacher(config.fusion)
+            self.hybrid_fusion = HybridFusion(config.dpt.features, config.fusion.teacher_dpt.features, config.fusion)
+        self.pretrained = VisionTransformer(config.vit)
+        if config.temporal is not None:
+            self.mamba = TemporalModule(config.dpt.features, config.temporal)
+        self.depth_head = DPTHead(config.vit.embed_dim, config.dpt)
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def is_temporal(self) -> bool:
+        return self.config.temporal is not None
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.vit.patch_size
+
+    def min_input_size(self) -> int:
+        """Smallest side (pixels) the model accepts: at least one token after the temporal pooling."""
+        p = self.patch_size
+        if self.config.temporal is None:
+            return p
+        scale = 2 ** self.config.temporal.dpt_layer  # path_4 at 1x the grid ... path_1 at 8x
+        cells = 1
+        while int(cells * scale * self.config.temporal.downsample) < 1:
+            cells += 1
+        return cells * p
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute activations per transformer / Mamba block in the backward pass."""
+        for module in self.modules():
+            if hasattr(module, "grad_checkpointing"):
+                module.grad_checkpointing = enabled
+
+    # ------------------------------------------------------------------------------- forward
+    def forward(self, frame: torch.Tensor, state: Optional[StreamState] = None
+                ) -> tuple[torch.Tensor, Optional[StreamState]]:
+        """One frame of a stream.
+
+        frame: (B, 3, H, W) ImageNet-normalised RGB, H and W multiples of 14.
+        Returns depth (B, H, W) -- inverse depth ("disparity") on the published ~100/m scale -- and
+        the state to pass with the next frame (None for the per-frame Depth Anything V2 models).
+        """
+        if frame.dim() != 4:
+            raise InputShapeError(f"expected a frame batch (B, 3, H, W), got shape {tuple(frame.shape)}; "
+                                  "add a batch dimension with frame[None]")
+        depth, state = self.forward_sequence(frame[:, None], state)
+        return depth[:, 0], state
+
+    def forward_sequence(self, video: torch.Tensor, state: Optional[StreamState] = None
+                         ) -> tuple[torch.Tensor, Optional[StreamState]]:
+        """T consecutive frames at once (the training unroll): video (B, T, 3, H, W) -> (B, T, H, W).
+
+        Equal to calling :meth:`forward` frame by frame with the state carried; the encoder and
+        decoder run batched over all frames, only the SSM scan runs along time.
+        """
+        if video.dim() != 5:
+            raise InputShapeError(f"expected a clip (B, T, 3, H, W), got shape {tuple(video.shape)}")
+        b, t, c, height, width = video.shape
+        self._check_input(c, height, width)
+        self._check_state(state, b)
+        x = video.reshape(b * t, c, height, width)
+        ph, pw = height // self.patch_size, width // self.patch_size
+
+        tokens = self.pretrained.intermediate_layers(x)  # 4 x (B*T, ph*pw, D)
+        layers = self.depth_head.levels(tokens, ph, pw)
+        path_4 = None
+        if self.config.fusion is not None:
+            path_4 = self.hybrid_fusion(self.depth_head.path4(layers), self.teacher_model(x))
+
+        new_state = None
+        hook = None
+        if self.config.temporal is not None:
+            where = self.config.temporal.dpt_layer
+            prev = None if state is None else state.ssm
+
+            def hook(k: int, path: torch.Tensor) -> torch.Tensor:
+                nonlocal new_state
+                if k != where:
+                    return path
+                out, ssm = self.mamba(path.reshape(b, t, *path.shape[1:]), prev)  # (B, T, C, h, w)
+                new_state = StreamState(ssm, (0 if state is None else state.frames) + t)
+                return out.reshape(path.shape)
+
+        path_1 = self.depth_head.decode(layers, path_4=path_4, hook=hook)  # (B*T, f, 8ph, 8pw)
+        depth = self.depth_head.head(path_1, ph * self.patch_size, pw * self.patch_size)  # (B*T, H, W)
+        return depth.reshape(b, t, height, width), new_state
+
+    def _check_input(self, channels: int, height: int, width: int) -> None:
+        p = self.patch_size
+        if channels != 3:
+            raise InputShapeError(f"expected 3 colour channels (RGB), got {channels}; convert the frame to RGB first")
+        if height % p or width % p:
+            raise InputShapeError(
+                f"frame size {height}x{width} is not a multiple of the {p}-pixel patch; resize it to "
+                f"{max(p, round(height / p) * p)}x{max(p, round(width / p) * p)} "
+                "(flashdepth.preprocess does this)")
+        smallest = self.min_input_size()
+        if min(height, width) < smallest:
+            raise InputShapeError(f"frame size {height}x{width} is too small for {self.config.name}: "
+                                  f"each side must be at least {smallest} pixels")
+
+    def _check_state(self, state: Optional[StreamState], batch: int) -> None:
+        if state is None:
+            return
+        if self.config.temporal is None:
+            raise StreamStateError(f"{self.config.name} is a per-frame model and takes no stream state; pass state=None")
+        if not isinstance(state, StreamState) or len(state.ssm) != self.mamba.num_states:
+            raise StreamStateError("the stream state does not belong to this model; start the stream with state=None")
+        if state.ssm[0].shape[0] != batch:
+            raise StreamStateError(f"the stream state holds {state.ssm[0].shape[0]} stream(s) but the frame batch has "
+                                   f"{batch}; start a new stream with state=None")

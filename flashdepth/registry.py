@@ -1,0 +1,91 @@
+"""Named model variants and where their published weights live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .config import DPTConfig, FusionConfig, ModelConfig, TemporalConfig, ViTConfig
+from .errors import UnknownModelError
+
+VIT_S = ViTConfig(embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11))
+VIT_B = ViTConfig(embed_dim=768, depth=12, num_heads=12, layer_indices=(2, 5, 8, 11))
+VIT_L = ViTConfig(embed_dim=1024, depth=24, num_heads=16, layer_indices=(4, 11, 17, 23))
+DPT_S = DPTConfig(features=64, out_channels=(48, 96, 192, 384))
+DPT_B = DPTConfig(features=128, out_channels=(96, 192, 384, 768))
+DPT_L = DPTConfig(features=256, out_channels=(256, 512, 1024, 1024))
+TEMPORAL_S = TemporalConfig(dpt_layer=1, expand=4, headdim=32)
+TEMPORAL_L = TemporalConfig(dpt_layer=3, expand=2, headdim=64)
+
+FLASHDEPTH_REPO = "Eyeline-Research/FlashDepth"
+
+
+@dataclass(frozen=True)
+class HubFile:
+    repo_id: str
+    filename: str
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo_id}/resolve/main/{self.filename}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    config: ModelConfig
+    weights: HubFile
+    description: str
+    #: processing resolution policy of the CLI: "native" (cap the long side) or a short side in px
+    resolution: str
+
+
+_MODELS: dict[str, ModelSpec] = {
+    "flashdepth": ModelSpec(
+        ModelConfig(name="flashdepth", vit=VIT_S, dpt=DPT_S, temporal=TEMPORAL_S, fusion=FusionConfig()),
+        HubFile(FLASHDEPTH_REPO, "flashdepth/iter_43002.pth"),
+        "FlashDepth (Full): ViT-S at full resolution fused with a frozen ViT-L at short side 490",
+        "native"),
+    "flashdepth-l": ModelSpec(
+        ModelConfig(name="flashdepth-l", vit=VIT_L, dpt=DPT_L, temporal=TEMPORAL_L),
+        HubFile(FLASHDEPTH_REPO, "flashdepth-l/iter_10001.pth"),
+        "FlashDepth-L: ViT-L, Mamba after the last DPT layer", "518"),
+    "flashdepth-s": ModelSpec(
+        ModelConfig(name="flashdepth-s", vit=VIT_S, dpt=DPT_S, temporal=TEMPORAL_S),
+        HubFile(FLASHDEPTH_REPO, "flashdepth-s/iter_14001.pth"),
+        "FlashDepth-S: ViT-S, Mamba after DPT layer 1", "native"),
+    "depth-anything-v2-small": ModelSpec(
+        ModelConfig(name="depth-anything-v2-small", vit=VIT_S, dpt=DPT_S),
+        HubFile("depth-anything/Depth-Anything-V2-Small", "depth_anything_v2_vits.pth"),
+        "Depth Anything V2 ViT-S (per frame, no temporal state)", "518"),
+    "depth-anything-v2-base": ModelSpec(
+        ModelConfig(name="depth-anything-v2-base", vit=VIT_B, dpt=DPT_B),
+        HubFile("depth-anything/Depth-Anything-V2-Base", "depth_anything_v2_vitb.pth"),
+        "Depth Anything V2 ViT-B (per frame, no temporal state)", "518"),
+    "depth-anything-v2-large": ModelSpec(
+        ModelConfig(name="depth-anything-v2-large", vit=VIT_L, dpt=DPT_L),
+        HubFile("depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth"),
+        "Depth Anything V2 ViT-L (per frame, no temporal state)", "518"),
+}
+
+
+def list_models() -> list[str]:
+    return list(_MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(_MODELS)}") from None
+
+
+def get_config(name: str) -> ModelConfig:
+    return get_spec(name).config
+
+
+def create_model(name_or_config: str | ModelConfig, device: Optional[str] = None):
+    """Build a model with freshly initialised weights (no download)."""
+    from .models import FlashDepth
+
+    config = name_or_config if isinstance(name_or_config, ModelConfig) else get_config(name_or_config)
+    return FlashDepth(config) if device is None else FlashDepth(config).to(device)

@@ -1,0 +1,240 @@
+"""The one weight loader: read a checkpoint safely, detect its source, load it strictly.
+
+Sources, told apart by their keys:
+  * ours          -- ``{"model": state_dict, "config": {...}, "format": "flashdepth", ...}``
+  * FlashDepth    -- the published checkpoints, ``{"model": state_dict, "step": ..., ...}``
+                     with ``mamba.*`` keys (and ``teacher_model.*`` for the Full model)
+  * Depth Anything V2 -- a bare state dict without ``mamba.*`` keys
+Files are read with ``torch.load(map_location="cpu", weights_only=True)`` (never running code from
+the file) or as ``.safetensors``. ``module.`` / ``_orig_mod.`` prefixes (DDP, torch.compile) are
+stripped. Loading is ``strict=True``; a mismatch names the missing and unexpected keys and shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+
+from .config import ModelConfig, model_config_from_dict
+from .errors import CheckpointError, ConfigError, WeightsNotFoundError
+from .registry import get_config, get_spec, list_models
+
+FORMAT = "flashdepth"
+FORMAT_VERSION = 1
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+# ------------------------------------------------------------------------------------ reading
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read ``path`` -> (state dict with prefixes stripped, the other top-level entries)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"checkpoint {path} does not exist (or is not a file); check the path")
+    if path.suffix == ".safetensors":
+        raw, meta = _read_safetensors(path)
+    else:
+        raw = _torch_load(path)
+        meta = {}
+        if isinstance(raw, Mapping) and not _is_state_dict(raw):
+            for key in ("model", "state_dict"):
+                if key in raw and isinstance(raw[key], Mapping):
+                    meta = {k: v for k, v in raw.items() if k != key}
+                    raw = raw[key]
+                    break
+    if not isinstance(raw, Mapping) or not _is_state_dict(raw):
+        raise CheckpointError(f"{path} holds no state dict (expected a mapping of names to tensors, "
+                              "optionally under 'model'); is it a model checkpoint?")
+    return {_strip(k): v for k, v in raw.items()}, meta
+
+
+def _is_state_dict(obj: Mapping) -> bool:
+    return len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+            raise CheckpointError(f"refused to load {path}: it contains Python objects other than tensors and "
+                                  "plain data, and unpickling them could run code; use a plain state dict") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(e)})") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as e:
+        text = str(e).lower()
+        if "zip" in text or "eof" in text or isinstance(e, EOFError) or "central directory" in text:
+            raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(e)}); download it again") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(e)})") from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise CheckpointError(f"{path} is a .safetensors file; install the 'safetensors' package to read it") from None
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except Exception as e:  # safetensors raises its own SafetensorError and OSError types
+        raise CheckpointError(f"{path} is not a readable .safetensors file ({_first_line(e)})") from None
+    meta: dict[str, Any] = {}
+    if "config" in metadata:
+        try:
+            meta["config"] = json.loads(metadata["config"])
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{path}: the 'config' metadata is not valid JSON") from None
+        meta["format"] = metadata.get("format", "")
+    return tensors, meta
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
+# ---------------------------------------------------------------------------------- detection
+def detect_variant(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mapping[str, Any]] = None) -> str | ModelConfig:
+    """The registered variant a state dict was saved from, or the stored config of ours."""
+    meta = meta or {}
+    if meta.get("format") == FORMAT and isinstance(meta.get("config"), Mapping):
+        try:
+            return model_config_from_dict(meta["config"])
+        except ConfigError as e:
+            raise CheckpointError(f"the checkpoint's stored config is invalid: {e}") from None
+    cls = state_dict.get("pretrained.cls_token")
+    if cls is None:
+        raise CheckpointError("cannot tell which model these weights belong to (no 'pretrained.cls_token'); "
+                              f"pass the variant explicitly, one of: {', '.join(list_models())}")
+    width = cls.shape[-1]
+    if any(k.startswith("mamba.") for k in state_dict):
+        if any(k.startswith("teacher_model.") for k in state_dict):
+            return "flashdepth"
+        by_width = {384: "flashdepth-s", 1024: "flashdepth-l"}
+    else:
+        by_width = {384: "depth-anything-v2-small", 768: "depth-anything-v2-base", 1024: "depth-anything-v2-large"}
+    if width not in by_width:
+        raise CheckpointError(f"no registered model has a ViT of width {width}; pass the variant explicitly")
+    return by_width[width]
+
+
+# ------------------------------------------------------------------------------------ loading
+def check_fit(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
+              allow_missing_prefixes: tuple[str, ...] = ()) -> None:
+    """Raise CheckpointError naming every missing/unexpected key and shape mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict and not k.startswith(allow_missing_prefixes)]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if items:
+            shown = "; ".join(items[:6]) + (f"; and {len(items) - 6} more" if len(items) > 6 else "")
+            problems.append(f"{len(items)} {label} ({shown})")
+    if problems:
+        raise CheckpointError(f"{what}: {', '.join(problems)}")
+
+
+def load_state_dict_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    check_fit(model, state_dict, what)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig] = None):
+    """Build the model a checkpoint file describes (or ``variant``) and load it strictly.
+
+    A Depth Anything V2 checkpoint with ``variant="flashdepth-s"`` / ``"flashdepth-l"`` builds that
+    FlashDepth model with its temporal module at the published zero initialisation (for training).
+    """
+    from .models import FlashDepth
+
+    state_dict, meta = read_checkpoint(path)
+    detected = detect_variant(state_dict, meta)
+    if variant is None:
+        variant = detected
+    config = variant if isinstance(variant, ModelConfig) else get_config(variant)
+    model = FlashDepth(config)
+    if (config.temporal is not None and config.fusion is None and isinstance(detected, str)
+            and detected.startswith("depth-anything-v2") and get_config(detected).vit == config.vit):
+        # Depth Anything V2 -> FlashDepth-S/-L: every key but the temporal module must be there.
+        check_fit(model, state_dict, f"{path} does not fit {config.name}", allow_missing_prefixes=("mamba.",))
+        model.load_state_dict(state_dict, strict=False)
+        return model
+    name = detected.name if isinstance(detected, ModelConfig) else detected
+    load_state_dict_into(model, state_dict, f"{path} ({name} weights) does not fit {config.name}")
+    return model
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path, **extra: Any) -> Path:
+    """Write ``{'model': state_dict, 'config': ..., 'format': 'flashdepth', **extra}``.
+
+    The published layout plus the config, so :func:`flashdepth.load_model` rebuilds the model
+    with no other information. ``.safetensors`` paths store the config as metadata.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    config = model.config.to_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        if extra:
+            raise CheckpointError(".safetensors files hold weights and config only; save training state to a .pth")
+        save_file(state, str(path), metadata={"format": FORMAT, "config": json.dumps(config)})
+    else:
+        torch.save({"model": state, "config": config, "format": FORMAT, "format_version": FORMAT_VERSION, **extra}, path)
+    return path
+
+
+# -------------------------------------------------------------------------------------- hub
+def download_weights(name: str) -> Path:
+    """Fetch the published weights of a registered model into the Hugging Face hub cache."""
+    hub_file = get_spec(name).weights
+    advice = (f"download {hub_file.url} and pass its path (flashdepth.load_model(PATH) or --checkpoint PATH), "
+              f"or fetch it into the hub cache with `hf download {hub_file.repo_id} {hub_file.filename}`")
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise WeightsNotFoundError(f"cannot download {name} weights: huggingface_hub is not installed; {advice}") from None
+    try:
+        return Path(hf_hub_download(repo_id=hub_file.repo_id, filename=hub_file.filename))
+    except Exception as e:  # offline, unreachable, gated, missing file: all end the same way
+        raise WeightsNotFoundError(f"could not get {hub_file.filename} from the Hugging Face repo {hub_file.repo_id} "
+                                   f"({type(e).__name__}: {_first_line(e)}); {advice}") from None
+
+
+def load_model(name_or_path: str | Path, variant: Optional[str] = None,
+               device: Optional[str | torch.device] = None, dtype: Optional[torch.dtype] = None):
+    """Load a model ready for inference (eval mode).
+
+    ``name_or_path``: a registered name (``flashdepth``, ``flashdepth-l``, ``flashdepth-s``,
+    ``depth-anything-v2-small|base|large``), whose published weights are downloaded into the hub
+    cache, or a path to a checkpoint (``.pth`` / ``.pt`` / ``.safetensors``). ``variant`` forces the
+    model to build (detected from the keys otherwise). ``device`` defaults to CPU.
+    """
+    if isinstance(name_or_path, str) and name_or_path in list_models() and not Path(name_or_path).exists():
+        path = download_weights(name_or_path)
+        variant = variant or name_or_path
+    else:
+        path = Path(name_or_path)
+    model = model_from_checkpoint(path, variant)
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    return model.eval()
