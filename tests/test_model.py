@@ -1,0 +1,181 @@
+"""Model invariants on tiny configurations, with random non-zero weights everywhere."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import flashdepth
+from flashdepth import FlashDepth, InputShapeError, StreamStateError
+from flashdepth.models.temporal import Mamba2
+
+from conftest import TINY, TINY_TEMPORAL_S, frames, randomize
+
+
+def rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("kind", ["s", "l", "full"])
+def test_streaming_step_equals_training_unroll(kind):
+    model = randomize(FlashDepth(TINY[kind])).eval()
+    video = frames(5)
+    with torch.no_grad():
+        unrolled, final = model.forward_sequence(video)
+        state, steps = None, []
+        for t in range(video.shape[1]):
+            depth, state = model(video[:, t], state)
+            steps.append(depth)
+    streamed = torch.stack(steps, 1)
+    assert rel(streamed, unrolled) < 1e-5
+    assert state.frames == final.frames == 5
+    for a, b in zip(state.ssm, final.ssm):
+        assert rel(a, b) < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["s", "l", "full"])
+def test_state_carries_information_between_frames(kind):
+    model = randomize(FlashDepth(TINY[kind])).eval()
+    video = frames(2)
+    with torch.no_grad():
+        _, state = model(video[:, 0])
+        carried, _ = model(video[:, 1], state)
+        fresh, _ = model(video[:, 1])
+    assert rel(carried, fresh) > 1e-3
+
+
+def test_zero_initialised_temporal_and_fusion_leave_the_single_image_output():
+    # The published init zeroes final_layer (temporal) and proj/mlp[-1] (fusion): identities.
+    for kind in ("s", "l", "full"):
+        model = randomize(FlashDepth(TINY[kind])).eval()
+        model.mamba.zero_init_output()
+        if kind == "full":
+            model.hybrid_fusion.zero_init_output()
+        dav2 = FlashDepth(TINY["dav2"]).eval()
+        dav2.load_state_dict({k: v for k, v in model.state_dict().items() if k in dav2.state_dict()})
+        video = frames(3)
+        with torch.no_grad():
+            ours, _ = model.forward_sequence(video)
+            single = torch.stack([dav2(video[:, t])[0] for t in range(3)], 1)
+        assert rel(ours, single) < 1e-5
+        # ... and with trained (non-zero) output layers it really is not the identity.
+        randomize(model.mamba, seed=5)
+        with torch.no_grad():
+            assert rel(model.forward_sequence(video)[0], single) > 1e-3
+
+
+def test_streams_in_a_batch_are_independent():
+    model = randomize(FlashDepth(TINY["s"])).eval()
+    a, b = frames(3, seed=1), frames(3, seed=2)
+    with torch.no_grad():
+        both, _ = model.forward_sequence(torch.cat([a, b]))
+        only_a, _ = model.forward_sequence(a)
+        only_b, _ = model.forward_sequence(b)
+    assert rel(both[0], only_a[0]) < 1e-5 and rel(both[1], only_b[0]) < 1e-5
+
+
+def _naive_mamba2(mixer: Mamba2, frames_tokens):
+    """Mamba2 per the published semantics, written token by token (independent of the model code)."""
+    d_inner, n, h, p = mixer.d_inner, mixer.d_state, mixer.nheads, mixer.headdim
+    w = mixer.conv1d.weight[:, 0]  # (conv_dim, K)
+    k = w.shape[1]
+    A = -torch.exp(mixer.A_log.double())
+    state = torch.zeros(h, p, n, dtype=torch.float64)
+    outputs = []
+    for u in frames_tokens:  # u: (L, d_model), one frame; the conv history restarts at zero each frame
+        zxbcdt = u.double() @ mixer.in_proj.weight.double().T
+        z, xbc, dt = zxbcdt[:, :d_inner], zxbcdt[:, d_inner:-h], zxbcdt[:, -h:]
+        conv = torch.zeros_like(xbc)
+        for t in range(u.shape[0]):
+            for j in range(k):  # output t sees inputs t-k+1 .. t
+                src = t - (k - 1) + j
+                if src >= 0:
+                    conv[t] += w[:, j].double() * xbc[src]
+        conv = F.silu(conv + mixer.conv1d.bias.double())
+        x, B, C = conv[:, :d_inner], conv[:, d_inner:d_inner + n], conv[:, d_inner + n:]
+        dts = F.softplus(dt + mixer.dt_bias.double())
+        ys = []
+        for t in range(u.shape[0]):
+            xt = x[t].reshape(h, p)
+            state = torch.exp(dts[t] * A)[:, None, None] * state + dts[t][:, None, None] * xt[:, :, None] * B[t][None, None, :]
+            ys.append((state @ C[t]) + mixer.D.double()[:, None] * xt)
+        y = torch.stack(ys).reshape(-1, d_inner)
+        g = y * F.silu(z)
+        g = g / torch.sqrt(g.pow(2).mean(-1, keepdim=True) + 1e-5) * mixer.norm.weight.double()
+        outputs.append(g @ mixer.out_proj.weight.double().T)
+    return torch.stack(outputs)
+
+
+def test_mamba2_mixer_matches_token_by_token_semantics():
+    mixer = randomize(Mamba2(16, TINY_TEMPORAL_S), seed=3)
+    u = torch.randn(1, 3, 21, 16, generator=torch.Generator().manual_seed(4))  # 3 frames of 21 tokens
+    with torch.no_grad():
+        ours, _ = mixer(u, None)
+        expected = _naive_mamba2(mixer, u[0])
+    assert rel(ours[0].double(), expected) < 1e-5
+
+
+def test_pos_embed_uses_scale_factor_resampling():
+    model = randomize(FlashDepth(flashdepth.get_config("depth-anything-v2-small").replace(name="s"))).pretrained
+    stored = model.pos_embed
+    assert model.interpolated_pos_embed(37, 37, 518, 518) is stored  # exactly 518x518: used as is
+    out = model.interpolated_pos_embed(37, 38, 518, 532)
+    grid = stored[:, 1:].reshape(1, 37, 37, -1).permute(0, 3, 1, 2)
+    expected = F.interpolate(grid, scale_factor=(37.1 / 37, 38.1 / 37), mode="bicubic", antialias=False)
+    assert torch.allclose(out[0, 1:], expected.permute(0, 2, 3, 1).reshape(-1, stored.shape[-1]))
+    sized = F.interpolate(grid, size=(37, 38), mode="bicubic", antialias=False)
+    assert rel(out[0, 1:], sized.permute(0, 2, 3, 1).reshape(-1, stored.shape[-1])) > 0.05
+    # 518x524 is also a 37x37 grid but not square in pixels: resampled, not the stored embedding
+    assert not torch.equal(model.interpolated_pos_embed(37, 37, 518, 524), stored)
+
+
+@pytest.mark.parametrize("hw,pooled", [((74, 74), (7, 7)), ((76, 136), (7, 13)), ((160, 288), (16, 28))])
+def test_temporal_pooling_grid(hw, pooled):
+    from flashdepth.models.temporal import TemporalModule
+
+    assert TemporalModule(16, TINY_TEMPORAL_S.__class__(headdim=8, expand=2)).pooled_size(*hw) == pooled
+
+
+def test_teacher_resize_rule():
+    model = FlashDepth(TINY["full"])
+    teacher = model.teacher_model
+    teacher.resolution = 490
+    assert teacher.resize(torch.zeros(1, 3, 532, 952)).shape[-2:] == (490, 868)
+    x = torch.zeros(1, 3, 420, 952)
+    assert teacher.resize(x) is x
+
+
+def test_bad_inputs_give_specific_errors():
+    model = FlashDepth(TINY["s"]).eval()
+    with pytest.raises(InputShapeError, match="multiple of the 14-pixel patch"):
+        model(torch.zeros(1, 3, 141, 196))
+    with pytest.raises(InputShapeError, match="3 colour channels"):
+        model(torch.zeros(1, 4, 140, 196))
+    with pytest.raises(InputShapeError, match="frame batch"):
+        model(torch.zeros(3, 140, 196))
+    with pytest.raises(InputShapeError, match="too small"):
+        model(torch.zeros(1, 3, 14, 14))
+    _, state = model(torch.zeros(2, 3, 140, 196))
+    with pytest.raises(StreamStateError, match="2 stream"):
+        model(torch.zeros(1, 3, 140, 196), state)
+    with pytest.raises(StreamStateError, match="per-frame model"):
+        FlashDepth(TINY["dav2"])(torch.zeros(1, 3, 140, 196), state)
+
+
+def test_gradients_flow_with_checkpointing():
+    model = randomize(FlashDepth(TINY["s"]))
+    model.set_grad_checkpointing(True)
+    depth, _ = model.forward_sequence(frames(2))
+    depth.mean().backward()
+    assert model.mamba.blocks[0][0].mamba.A_log.grad is not None
+    assert model.pretrained.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_published_sizes_run_on_cpu():
+    # FlashDepth-S at the smallest size its temporal pooling allows (a 5x5 patch grid).
+    model = flashdepth.create_model("flashdepth-s").eval()
+    assert model.min_input_size() == 70
+    with torch.no_grad():
+        depth, state = model(torch.randn(1, 3, 70, 98))
+    assert depth.shape == (1, 70, 98) and state.ssm[0].shape == (1, 8, 32, 256)

@@ -1,0 +1,88 @@
+"""Fast paths equal their references; the chunked SSD scan equals the token recurrence."""
+
+import pytest
+import torch
+
+from flashdepth.ops import attention as attn_ops
+from flashdepth.ops import ssd as ssd_ops
+
+
+def _ssd_inputs(b=2, l=77, h=4, p=3, n=5, g=2, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)
+    x, B, C = r(b, l, h, p), r(b, l, g, n), r(b, l, g, n)
+    dt = torch.rand(b, l, h, generator=gen, dtype=dtype)
+    A = -3 * torch.rand(h, generator=gen, dtype=dtype)
+    D = r(h)
+    s0 = r(b, h, p, n)
+    return x, dt, A, B, C, D, s0
+
+
+@pytest.mark.parametrize("length,chunk", [(77, 16), (64, 16), (5, 16), (1, 4), (33, 256)])
+def test_chunked_ssd_equals_token_recurrence(length, chunk):
+    x, dt, A, B, C, D, s0 = _ssd_inputs(l=length)
+    y_ref, s_ref = ssd_ops.ssd_scan_naive(x, dt, A, B, C, D, s0)
+    y, s = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=chunk)
+    assert torch.allclose(y, y_ref, atol=1e-10, rtol=1e-10)
+    assert torch.allclose(s, s_ref, atol=1e-10, rtol=1e-10)
+
+
+def test_ssd_state_chains_across_calls():
+    x, dt, A, B, C, D, s0 = _ssd_inputs(l=50)
+    y_all, s_all = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=8)
+    y1, s1 = ssd_ops.ssd_scan_reference(x[:, :21], dt[:, :21], A, B[:, :21], C[:, :21], D, s0, chunk_size=8)
+    y2, s2 = ssd_ops.ssd_scan_reference(x[:, 21:], dt[:, 21:], A, B[:, 21:], C[:, 21:], D, s1, chunk_size=8)
+    assert torch.allclose(torch.cat([y1, y2], 1), y_all, atol=1e-10)
+    assert torch.allclose(s2, s_all, atol=1e-10)
+
+
+def test_ssd_initial_state_matters():
+    x, dt, A, B, C, D, s0 = _ssd_inputs(l=10)
+    y0, _ = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, None, chunk_size=4)
+    y1, _ = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=4)
+    assert not torch.allclose(y0, y1)
+
+
+def test_ssd_float32_keeps_dtype_and_accuracy():
+    x, dt, A, B, C, D, s0 = _ssd_inputs(l=300)
+    y64, _ = ssd_ops.ssd_scan_naive(x, dt, A, B, C, D, s0)
+    y32, s32 = ssd_ops.ssd_scan_reference(*(t.float() for t in (x, dt, A, B, C, D, s0)), chunk_size=256)
+    assert y32.dtype == torch.float32 and s32.dtype == torch.float32
+    assert (y32.double() - y64).norm() / y64.norm() < 1e-5
+
+
+def test_dispatch_uses_reference_on_cpu_and_when_forced(monkeypatch):
+    x, dt, A, B, C, D, s0 = (t.float() for t in _ssd_inputs(l=20))
+    y_ref, _ = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=8)
+    assert torch.equal(ssd_ops.ssd_scan(x, dt, A, B, C, D, s0, chunk_size=8)[0], y_ref)
+    monkeypatch.setenv("FLASHDEPTH_REFERENCE", "ssd")
+    assert torch.equal(ssd_ops.ssd_scan(x, dt, A, B, C, D, s0, chunk_size=8)[0], y_ref)
+
+
+@pytest.mark.parametrize("n,m", [(7, 7), (12, 5)])
+def test_sdpa_attention_equals_reference(n, m):
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, s, 8, generator=gen) for s in (n, m, m))
+    assert torch.allclose(attn_ops.attention(q, k, v), attn_ops.attention_reference(q, k, v), atol=1e-6)
+
+
+def test_force_reference_switch(monkeypatch):
+    from flashdepth.ops import force_reference
+
+    monkeypatch.delenv("FLASHDEPTH_REFERENCE", raising=False)
+    assert not force_reference("attention")
+    monkeypatch.setenv("FLASHDEPTH_REFERENCE", "attention")
+    assert force_reference("attention") and not force_reference("ssd")
+    monkeypatch.setenv("FLASHDEPTH_REFERENCE", "1")
+    assert force_reference("ssd") and force_reference("attention")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (torch.cuda.is_available() and ssd_ops.fast_path_available(torch.device("cuda"))),
+                    reason="needs CUDA and mamba_ssm")
+def test_mamba_ssm_kernel_equals_reference():
+    x, dt, A, B, C, D, s0 = (t.float().cuda() for t in _ssd_inputs(b=2, l=700, h=8, p=32, n=64, g=1))
+    y_ref, s_ref = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=256)
+    y, s = ssd_ops.ssd_scan(x, dt, A, B, C, D, s0, chunk_size=256)
+    assert (y - y_ref).norm() / y_ref.norm() < 1e-4
+    assert (s - s_ref).norm() / s_ref.norm() < 1e-4
