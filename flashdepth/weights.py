@@ -69,16 +69,14 @@ def _strip(key: str) -> str:
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+    except Exception as e:  # torch raises many types here (UnpicklingError, RuntimeError, KeyError, ...)
+        text = str(e).lower()
+        if isinstance(e, pickle.UnpicklingError) and "weights only" in text or "weights_only" in text:
             raise CheckpointError(f"refused to load {path}: it contains Python objects other than tensors and "
                                   "plain data, and unpickling them could run code; use a plain state dict") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(e)})") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as e:
-        text = str(e).lower()
-        if "zip" in text or "eof" in text or isinstance(e, EOFError) or "central directory" in text:
+        if isinstance(e, (EOFError, zipfile.BadZipFile)) or any(w in text for w in ("zip", "eof", "central directory")):
             raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(e)}); download it again") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(e)})") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,0 +1,189 @@
+"""The ``flashdepth`` command line. Exit codes: 0 success, 2 bad input or usage, 1 internal
+error, 130 interrupted (outputs finalised). User errors print one line; ``--debug`` shows the
+traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import FlashDepthError
+
+DEFAULT_SAVE = "vis,raw"
+
+
+class UsageError(FlashDepthError):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .io.colormap import COLORMAPS
+    from .registry import list_models
+
+    parser = argparse.ArgumentParser(prog="flashdepth", description="Streaming video depth estimation (FlashDepth).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="depth for every frame of a video, image folder, image, webcam or stream")
+    run.add_argument("input", help="video file, image folder, image, glob, webcam:N, stream URL or lavfi:EXPR")
+    run.add_argument("-o", "--output", required=True, help="output folder")
+    run.add_argument("--model", default="flashdepth", choices=list_models())
+    run.add_argument("--checkpoint", help="weights file (default: download the published weights)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    run.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
+                     help="default: bf16 autocast on CUDA, fp32 elsewhere")
+    run.add_argument("--resolution", type=int, help="process at this short side (depth is still returned at the input's size)")
+    run.add_argument("--save", default=DEFAULT_SAVE, help=f"comma list of raw, vis, sbs, png16 (default {DEFAULT_SAVE})")
+    run.add_argument("--colormap", default="inferno", choices=COLORMAPS)
+    run.add_argument("--fps", type=float, default=30.0, help="frame rate of image inputs (default 30)")
+    run.add_argument("--max-frames", type=int, help="stop after this many frames")
+    run.add_argument("--reset-on-cut", action="store_true", help="reset the stream state at detected shot cuts")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    models = sub.add_parser("models", help="list the model variants")
+    models.add_argument("--debug", action="store_true")
+    return parser
+
+
+def _outputs(save: str) -> list[str]:
+    from .io.sinks import OUTPUTS
+
+    names = [s.strip() for s in save.split(",") if s.strip()]
+    bad = [n for n in names if n not in OUTPUTS]
+    if bad or not names:
+        raise UsageError(f"--save {save!r}: unknown output(s) {', '.join(bad) or '(none)'}; choose from {', '.join(OUTPUTS)}")
+    return list(dict.fromkeys(names))
+
+
+def _prepare_outdir(outdir: Path, outputs: list[str], overwrite: bool) -> None:
+    import shutil
+
+    from .io.sinks import OUTPUT_FILES
+
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        probe = outdir / ".flashdepth-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to output folder {outdir}: {e.strerror or e}") from None
+    existing = [outdir / OUTPUT_FILES[n] for n in outputs if (outdir / OUTPUT_FILES[n]).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{', '.join(str(p) for p in existing)} already exist(s); pass --overwrite to replace")
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _progress(quiet: bool, total: Optional[int]):
+    last = [0.0]
+
+    def show(stats) -> None:
+        now = time.perf_counter()
+        if quiet or now - last[0] < 0.25:
+            return
+        last[0] = now
+        of = f"/{total}" if total else ""
+        sys.stderr.write(f"\r{stats.frames}{of} frames  {stats.fps:.2f} FPS ")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .io.sinks import open_sinks
+    from .io.sources import open_source
+    from .pipeline import run_stream
+    from .session import DepthSession, resolve_device
+    from .weights import load_model
+
+    outputs = _outputs(args.save)
+    outdir = Path(args.output)
+    source = open_source(args.input, fps=args.fps)  # fails fast on a missing/unreadable input
+    try:
+        _prepare_outdir(outdir, outputs, args.overwrite)
+        device = resolve_device(args.device)
+        model = load_model(args.checkpoint or args.model, variant=None if args.checkpoint else args.model)
+        session = DepthSession(model, device=str(device), precision=args.precision, resolution=args.resolution)
+        if args.compile:
+            session.model = torch.compile(session.model)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        frames = source
+        if args.max_frames:
+            from itertools import islice
+
+            frames = _Limited(source, args.max_frames)
+        sinks = open_sinks(outdir, outputs, source.fps, source.time_base, args.colormap)
+    except BaseException:
+        source.close()
+        raise
+    show = _progress(args.quiet or not sys.stderr.isatty(), source.frame_count)
+    try:
+        stats = run_stream(frames, session, sinks, reset_on_cut=args.reset_on_cut, on_frame=show)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\ninterrupted: outputs in {outdir} hold the frames done\n")
+        return 130
+    finally:
+        if not args.quiet and sys.stderr.isatty():
+            sys.stderr.write("\n")
+    if stats.frames == 0:
+        raise UsageError(f"{args.input} has no frames")
+    peak_cuda = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    print(f"{args.model}: {stats.summary(peak_cuda)} -> {outdir}")
+    return 0
+
+
+class _Limited:
+    """The first ``n`` frames of a source, keeping its timing attributes."""
+
+    def __init__(self, source, n: int):
+        self.source, self.n = source, n
+
+    def __iter__(self):
+        for i, frame in enumerate(self.source):
+            if i >= self.n:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import get_spec, list_models
+
+    for name in list_models():
+        spec = get_spec(name)
+        print(f"{name:26s} {spec.description}  [{spec.weights.repo_id}/{spec.weights.filename}]")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"run": cmd_run, "models": cmd_models}[args.command](args)
+    except FlashDepthError as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"flashdepth: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flashdepth: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"flashdepth: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
