@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="depth for every frame of a video, image folder, image, webcam or stream")
     run.add_argument("input", help="video file, image folder, image, glob, webcam:N, stream URL or lavfi:EXPR")
     run.add_argument("-o", "--output", required=True, help="output folder")
-    run.add_argument("--model", default="flashdepth", choices=list_models())
+    run.add_argument("--model", choices=list_models(),
+                     help="model variant (default: flashdepth, or what --checkpoint holds)")
     run.add_argument("--checkpoint", help="weights file (default: download the published weights)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     run.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
@@ -109,17 +110,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         _prepare_outdir(outdir, outputs, args.overwrite)
         device = resolve_device(args.device)
-        model = load_model(args.checkpoint or args.model, variant=None if args.checkpoint else args.model)
+        model = load_model(args.checkpoint or args.model or "flashdepth", variant=args.model)
         session = DepthSession(model, device=str(device), precision=args.precision, resolution=args.resolution)
         if args.compile:
             session.model = torch.compile(session.model)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        frames = source
-        if args.max_frames:
-            from itertools import islice
-
-            frames = _Limited(source, args.max_frames)
+        frames = _Limited(source, args.max_frames) if args.max_frames else source
         sinks = open_sinks(outdir, outputs, source.fps, source.time_base, args.colormap)
     except BaseException:
         source.close()
@@ -135,8 +132,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
     if stats.frames == 0:
         raise UsageError(f"{args.input} has no frames")
+    warning = source.truncation_warning() if not args.max_frames else None
+    if warning:
+        print(f"flashdepth: warning: {warning}", file=sys.stderr)
     peak_cuda = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    print(f"{args.model}: {stats.summary(peak_cuda)} -> {outdir}")
+    print(f"{model.config.name}: {stats.summary(peak_cuda)} -> {outdir}")
     return 0
 
 

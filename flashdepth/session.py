@@ -80,6 +80,8 @@ class DepthSession:
         if isinstance(frame, np.ndarray):
             if frame.dtype == np.uint16:
                 frame = frame.astype(np.int32)
+            elif not frame.flags.writeable:
+                frame = frame.copy()  # torch cannot wrap read-only arrays (e.g. from PIL)
             frame = torch.from_numpy(np.ascontiguousarray(frame))
         elif not isinstance(frame, torch.Tensor):
             raise InputShapeError(f"expected a numpy array or a torch tensor frame, got {type(frame).__name__}")

@@ -71,12 +71,30 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types here (UnpicklingError, RuntimeError, KeyError, ...)
         text = str(e).lower()
-        if isinstance(e, pickle.UnpicklingError) and "weights only" in text or "weights_only" in text:
+        if "global" in text or _pickle_imports_objects(path):
             raise CheckpointError(f"refused to load {path}: it contains Python objects other than tensors and "
                                   "plain data, and unpickling them could run code; use a plain state dict") from None
         if isinstance(e, (EOFError, zipfile.BadZipFile)) or any(w in text for w in ("zip", "eof", "central directory")):
             raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(e)}); download it again") from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _pickle_imports_objects(path: Path, limit: int = 1 << 24) -> bool:
+    """True if ``path`` is a plain pickle that imports Python objects (read without executing it)."""
+    import io
+    import pickletools
+
+    with open(path, "rb") as f:
+        data = f.read(limit)
+    if not data.startswith(b"\x80"):
+        return False
+    try:
+        for opcode, _, _ in pickletools.genops(io.BytesIO(data)):
+            if opcode.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE"):
+                return True
+    except Exception:  # a malformed or truncated stream: not a loadable pickle either way
+        return False
+    return False
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

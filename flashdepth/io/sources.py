@@ -70,6 +70,9 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
 
+    def truncation_warning(self) -> Optional[str]:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -112,15 +115,35 @@ class AVSource(Source):
         import av
 
         index = 0
+        self.last_time: Optional[float] = None
         try:
             for frame in self.container.decode(self.stream):
                 yield Frame(frame.to_ndarray(format="rgb24"), index, pts=frame.pts)
+                if frame.pts is not None:
+                    self.last_time = float(frame.pts * self.time_base)
                 index += 1
         except av.error.FFmpegError as e:
             raise InputError(f"{self.name}: stopped at frame {index}, the video cannot be decoded further "
                              f"({_first_line(e)})") from None
         if index == 0:
             raise InputError(f"{self.name} has no decodable frames")
+        self._truncation = self._check_truncation()
+
+    def truncation_warning(self) -> Optional[str]:
+        return getattr(self, "_truncation", None)
+
+    def _check_truncation(self) -> Optional[str]:
+        """A note when decoding ended well before the duration the container declares."""
+        declared = self.container.duration
+        last = getattr(self, "last_time", None)
+        if self.live or not declared or last is None:
+            return None
+        start = (self.stream.start_time or 0) * self.time_base
+        declared_s = declared / 1_000_000
+        if float(last - start) + 2.0 / float(self.fps) < declared_s * 0.95:
+            return (f"{self.name} ended at {float(last - start):.2f} s but declares {declared_s:.2f} s: "
+                    "the file looks truncated; the outputs hold the frames that could be decoded")
+        return None
 
     def close(self) -> None:
         self.container.close()
