@@ -46,6 +46,30 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    ev = sub.add_parser("eval", help="score models on sequence folders (the paper's protocol)")
+    ev.add_argument("--data", nargs="+", required=True, help="dataset folders (with dataset.json) or sequence folders")
+    ev.add_argument("--model", nargs="+", required=True, metavar="NAME[=CHECKPOINT]",
+                    help="one or more models, side by side; NAME=PATH uses that weights file")
+    ev.add_argument("--checkpoint", help="weights file for a single --model")
+    ev.add_argument("--split", default="test", help="split of dataset.json to score (default test)")
+    ev.add_argument("--preset", choices=["base", "2k", "native"],
+                    help="evaluation resolution (default: 2k for flashdepth, base otherwise)")
+    ev.add_argument("--max-depth", type=float, default=70.0, help="depth cap in the fit and the metrics (default 70)")
+    ev.add_argument("--dataset-max-depth", action="append", default=[], metavar="DATASET=VALUE",
+                    help="per-dataset depth cap, e.g. sintel=70")
+    ev.add_argument("--per-frame-align", action="store_true", help="fit scale and shift per frame, not per sequence")
+    ev.add_argument("--max-frames", type=int, help="score at most this many frames of each sequence")
+    ev.add_argument("--json", help="write one record per model and sequence to this file")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
+    ev.add_argument("--debug", action="store_true")
+
+    conv = sub.add_parser("convert", help="convert a dataset from its native layout to sequence folders")
+    conv.add_argument("dataset", help="sintel, eth3d, waymo, unreal4k, urbansyn")
+    conv.add_argument("source", help="the dataset's folder in its native layout")
+    conv.add_argument("output", help="data root; the dataset is written to OUTPUT/<dataset>/")
+    conv.add_argument("--debug", action="store_true")
+
     models = sub.add_parser("models", help="list the model variants")
     models.add_argument("--debug", action="store_true")
     return parser
@@ -156,6 +180,79 @@ class _Limited:
         self.source.close()
 
 
+def _eval_targets(paths: list[str], split: str):
+    from .data.sequence import DatasetFolder, SequenceFolder
+
+    sequences = []
+    for p in paths:
+        path = Path(p)
+        if (path / "dataset.json").is_file():
+            sequences += DatasetFolder(path).sequences(split)
+        elif (path / "sequence.json").is_file():
+            sequences.append(SequenceFolder(path))
+        else:
+            raise UsageError(f"{path} is neither a dataset folder (dataset.json) nor a sequence folder (sequence.json); "
+                             "convert the data with `flashdepth convert` first")
+    if not sequences:
+        raise UsageError(f"no sequences in split {split!r} of {', '.join(paths)}")
+    return sequences
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import EvalOptions, default_preset, evaluate_sequence, markdown_table, summarize
+    from .registry import list_models
+    from .session import DepthSession
+    from .weights import load_model
+
+    caps = {}
+    for item in args.dataset_max_depth:
+        name, _, value = item.partition("=")
+        try:
+            caps[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--dataset-max-depth {item!r}: expected DATASET=NUMBER") from None
+    specs = []
+    for item in args.model:
+        name, _, path = item.partition("=")
+        specs.append((name, path or (args.checkpoint if len(args.model) == 1 else None)))
+    sequences = _eval_targets(args.data, args.split)
+    records = []
+    for name, path in specs:
+        model = load_model(path or name, variant=name if name in list_models() else None)
+        session = DepthSession(model, device=args.device, precision=args.precision)
+        for seq in sequences:
+            opts = EvalOptions(preset=args.preset or default_preset(model.config.name),
+                               max_depth=caps.get(seq.dataset, args.max_depth), per_frame=args.per_frame_align,
+                               max_frames=args.max_frames)
+            result = evaluate_sequence(session, seq, opts)
+            record = {"model": name, "dataset": seq.dataset, "sequence": seq.name, **result}
+            records.append(record)
+            print(f"{name} {seq.dataset}/{seq.name}: AbsRel {record['abs_rel']:.4f} delta1 {record['delta1']:.4f}",
+                  file=sys.stderr)
+    columns = ["model", "dataset", "sequence", "frames", "abs_rel", "delta1", "boundary_f1", "scale_std", "tae"]
+    print("## Per sequence\n")
+    print(markdown_table(records, columns))
+    print("\n## Per dataset (mean over sequences)\n")
+    print(markdown_table(summarize(records), ["model", "dataset", "sequences", "frames", "abs_rel", "delta1",
+                                               "boundary_f1", "scale_std", "tae"]))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(records, indent=1))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import json
+
+    from .data.convert import convert
+
+    report = convert(args.dataset, args.source, args.output)
+    print(json.dumps(report))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .registry import get_spec, list_models
 
@@ -169,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": cmd_run, "models": cmd_models}[args.command](args)
+        return {"run": cmd_run, "eval": cmd_eval, "convert": cmd_convert, "models": cmd_models}[args.command](args)
     except FlashDepthError as e:
         if getattr(args, "debug", False):
             raise

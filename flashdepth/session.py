@@ -45,7 +45,9 @@ class DepthSession:
     """One stream through a model. Not thread-safe; use one session per stream."""
 
     def __init__(self, model: torch.nn.Module, device: Optional[str] = None, precision: Optional[str] = None,
-                 resolution: Optional[int] = None):
+                 resolution: Optional[int] = None, size: Optional[tuple[int, int]] = None):
+        """``resolution``: process at this short side; ``size``: process at exactly (H, W) (multiples
+        of 14; evaluation presets). Neither: the model's policy (see :mod:`flashdepth.preprocess`)."""
         self.device = resolve_device(device)
         if precision is None:
             precision = "bf16" if self.device.type == "cuda" else "fp32"
@@ -60,6 +62,7 @@ class DepthSession:
             default_policy: Policy = get_spec(name).resolution
         except Exception:
             default_policy = "native"
+        self.fixed_size = tuple(size) if size else None
         self.explicit_resolution = bool(resolution)
         self.policy: Policy = int(resolution) if resolution else (
             int(default_policy) if str(default_policy).isdigit() else default_policy)
@@ -90,13 +93,13 @@ class DepthSession:
         return to_float_rgb(frame.to(self.device))
 
     @torch.inference_mode()
-    def step(self, frame: FrameLike) -> np.ndarray:
-        """One frame (H, W, 3) -> depth (H, W) float32 numpy, inverse depth on the model's scale."""
+    def predict(self, frame: FrameLike) -> torch.Tensor:
+        """One frame (H, W, 3) -> depth (h, w) float32 tensor at the processing size, on the device."""
         rgb = self._as_tensor(frame)  # (3, H, W) in [0, 1]
         h, w = rgb.shape[-2:]
         if self.input_size is None:
             self.input_size = (h, w)
-            self.size = processing_size(h, w, self.policy, explicit=self.explicit_resolution)
+            self.size = self.fixed_size or processing_size(h, w, self.policy, explicit=self.explicit_resolution)
             smallest = self.model.min_input_size()
             if min(self.size) < smallest:
                 raise InputShapeError(f"frame size {h}x{w} is too small: {self.model.config.name} needs "
@@ -107,11 +110,16 @@ class DepthSession:
         x = normalise(rgb, self.size)
         with self._autocast():
             depth, self.state = self.model(x, self.state)  # (1, h', w')
-        depth = depth.float()
-        if tuple(depth.shape[-2:]) != (h, w):
-            depth = F.interpolate(depth[None], size=(h, w), mode="bilinear", align_corners=False)[0]
         self.frames += 1
-        return depth[0].cpu().numpy()
+        return depth[0].float()
+
+    def step(self, frame: FrameLike) -> np.ndarray:
+        """One frame (H, W, 3) -> depth (H, W) float32 numpy at the frame's size (inverse depth)."""
+        depth = self.predict(frame)  # (h', w')
+        h, w = self.input_size
+        if tuple(depth.shape) != (h, w):
+            depth = F.interpolate(depth[None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        return depth.cpu().numpy()
 
     def run(self, frames: Iterable[FrameLike]) -> Iterator[np.ndarray]:
         """Depth for each frame as it arrives (constant memory)."""

@@ -1,0 +1,267 @@
+"""Evaluation metrics, as pure functions on NumPy arrays.
+
+Conventions (the paper's protocol): predictions and ground truth are *inverse depth*
+("disparity"); ground truth marks invalid pixels with -1 and sky / infinitely far with 0.
+
+* :func:`align_scale_shift` fits ``gt ~ s * pred + t`` by least squares over the pixels whose
+  ground-truth disparity is at least ``1 / max_depth`` (so sky, invalid and far pixels do not
+  steer the fit).
+* :func:`depth_metrics` aligns once per sequence (or per frame), converts both to depth as
+  ``1 / max(x, 1e-3)``, clips depth to ``[1e-3, max_depth]`` and averages AbsRel and
+  delta1 (max ratio < 1.25) over every pixel whose ground truth is >= 0 -- sky and far pixels
+  included, at the clipped depth, as the published metric code does.
+* :func:`boundary_f1` is the scale-invariant boundary F1 of Depth Pro on one frame of depths.
+* :func:`scale_std` and :func:`tae` measure temporal consistency.
+
+:class:`SequenceAccumulator` computes the same numbers for sequences too long to hold in
+memory: it keeps the least-squares sufficient statistics and spills predictions to a
+memory-mapped file, then scores in a second pass.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Callable, Optional
+
+import numpy as np
+
+EPS_DISPARITY = 1e-3  # disparities are clipped to this before inversion (depth <= 1000)
+
+
+# ----------------------------------------------------------------------------- alignment
+def _fit_from_sums(spp: float, sp: float, n: float, spg: float, sg: float) -> tuple[float, float]:
+    """Least-squares (s, t) of gt ~ s * pred + t from the normal-equation sums."""
+    det = spp * n - sp * sp
+    if n == 0:
+        return 1.0, 0.0
+    if abs(det) <= 1e-12 * max(spp * n, 1e-300):
+        # Degenerate (constant prediction): the best fit is the mean, with no scale.
+        return 0.0, sg / n
+    s = (spg * n - sp * sg) / det
+    t = (spp * sg - sp * spg) / det
+    return float(s), float(t)
+
+
+def _sums(pred: np.ndarray, gt: np.ndarray, max_depth: float) -> np.ndarray:
+    mask = gt >= 1.0 / max_depth
+    p = pred[mask].astype(np.float64)
+    g = gt[mask].astype(np.float64)
+    return np.array([p @ p, p.sum(), float(p.size), p @ g, g.sum()])
+
+
+def align_scale_shift(pred: np.ndarray, gt: np.ndarray, max_depth: float = 70.0) -> tuple[float, float]:
+    """(s, t) minimising |s * pred + t - gt|^2 over pixels with gt >= 1 / max_depth."""
+    return _fit_from_sums(*_sums(np.asarray(pred), np.asarray(gt), max_depth))
+
+
+# ------------------------------------------------------------------------- depth metrics
+def _to_depth(disparity: np.ndarray, max_depth: float) -> np.ndarray:
+    return np.clip(1.0 / np.clip(disparity, EPS_DISPARITY, None), EPS_DISPARITY, max_depth)
+
+
+def _error_sums(aligned: np.ndarray, gt: np.ndarray, max_depth: float) -> tuple[float, float, int]:
+    """(sum of AbsRel, count of delta1 hits, number of valid pixels) of one aligned frame."""
+    valid = gt >= 0
+    pd = _to_depth(aligned[valid].astype(np.float64), max_depth)
+    gd = _to_depth(gt[valid].astype(np.float64), max_depth)
+    abs_rel = np.abs(pd - gd) / gd
+    ratio = np.maximum(pd / gd, gd / pd)
+    return float(abs_rel.sum()), float((ratio < 1.25).sum()), int(valid.sum())
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = 70.0, per_frame: bool = False) -> dict:
+    """AbsRel and delta1 of a sequence of inverse depths.
+
+    pred, gt: (T, H, W) (or (H, W)) inverse depth; gt -1 = invalid, 0 = sky.
+    ``per_frame`` fits a scale and shift per frame instead of one for the sequence.
+    Returns {"abs_rel", "delta1", "scale", "shift", "valid_pixels"} (scale/shift of the
+    sequence fit; NaN with ``per_frame``).
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}; "
+                         "resize the prediction to the ground truth first")
+    if pred.ndim == 2:
+        pred, gt = pred[None], gt[None]
+    acc = SequenceAccumulator(max_depth=max_depth, per_frame=per_frame, spill=False)
+    for p, g in zip(pred, gt):
+        acc.add(p, g)
+    return acc.finish(lambda i: gt[i])
+
+
+# ------------------------------------------------------------------------- boundary F1
+def _edges(d: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour pairs whose depth ratio exceeds t, in four directions (left, top, right, bottom)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        right = (d[:, 1:] / d[:, :-1]) > t
+        left = (d[:, :-1] / d[:, 1:]) > t
+        bottom = (d[1:, :] / d[:-1, :]) > t
+        top = (d[:-1, :] / d[1:, :]) > t
+    return left, top, right, bottom
+
+
+def _f1_at(pred: np.ndarray, gt: np.ndarray, t: float) -> float:
+    recall = precision = 0.0
+    for p, g in zip(_edges(pred, t), _edges(gt, t)):
+        hits = np.count_nonzero(p & g)
+        recall += hits / max(np.count_nonzero(g), 1)
+        precision += hits / max(np.count_nonzero(p), 1)
+    recall, precision = recall / 4, precision / 4
+    if recall + precision == 0:
+        return 0.0
+    return 2 * recall * precision / (recall + precision)
+
+
+def boundary_f1(pred_depth: np.ndarray, gt_depth: np.ndarray, t_min: float = 1.05, t_max: float = 1.25,
+                n: int = 10) -> float:
+    """Scale-invariant boundary F1 (Depth Pro) of one frame of *depths* (H, W).
+
+    Boundaries are neighbouring pixel pairs whose depth ratio exceeds t, in four directions;
+    F1 is averaged over thresholds t in linspace(t_min, t_max, n) with weights proportional to t.
+    """
+    pred_depth = np.asarray(pred_depth, dtype=np.float64)
+    gt_depth = np.asarray(gt_depth, dtype=np.float64)
+    if pred_depth.ndim != 2 or pred_depth.shape != gt_depth.shape:
+        raise ValueError(f"boundary_f1 takes two (H, W) depth maps of one size, got {pred_depth.shape} and {gt_depth.shape}")
+    thresholds = np.linspace(t_min, t_max, n)
+    weights = thresholds / thresholds.sum()
+    return float(sum(w * _f1_at(pred_depth, gt_depth, t) for t, w in zip(thresholds, weights)))
+
+
+# ------------------------------------------------------------------ temporal consistency
+def scale_std(pred: np.ndarray, gt: np.ndarray, max_depth: float = 70.0) -> float:
+    """Relative standard deviation of the per-frame least-squares scales (0 = perfectly stable).
+
+    Needs only depth: a model whose scale drifts from frame to frame needs a different scale
+    per frame to match the ground truth.
+    """
+    scales = np.array([align_scale_shift(p, g, max_depth)[0] for p, g in zip(pred, gt)])
+    return _relative_std(scales)
+
+
+def _relative_std(scales: np.ndarray) -> float:
+    if scales.size < 2:
+        return 0.0
+    mean = np.abs(scales.mean())
+    return float(scales.std() / mean) if mean > 0 else float("nan")
+
+
+def tae(depths: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray, max_depth: float = 70.0) -> float:
+    """Temporal alignment error: mean AbsRel between frame i's depth reprojected into frame i+1
+    and frame i+1's depth there, both directions.
+
+    depths: (T, H, W) aligned metric depths (<= 0 or non-finite = unknown); intrinsics: (T, 4)
+    fx fy cx cy or (T, 3, 3); poses: (T, 4, 4) camera-to-world.
+    """
+    depths = np.asarray(depths, dtype=np.float64)
+    k = np.asarray(intrinsics, dtype=np.float64)
+    if k.ndim == 3:
+        k = np.stack([k[:, 0, 0], k[:, 1, 1], k[:, 0, 2], k[:, 1, 2]], axis=1)
+    poses = np.asarray(poses, dtype=np.float64)
+    errors = []
+    for i in range(len(depths) - 1):
+        for a, b in ((i, i + 1), (i + 1, i)):
+            err = _reprojection_error(depths[a], depths[b], k[a], k[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
+            if err is not None:
+                errors.append(err)
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def _reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:
+    h, w = da.shape
+    v, u = np.mgrid[0:h, 0:w]
+    valid = np.isfinite(da) & (da > 0) & (da <= max_depth)
+    z = da[valid]
+    x = (u[valid] - ka[2]) / ka[0] * z
+    y = (v[valid] - ka[3]) / ka[1] * z
+    pts = b_from_a[:3, :3] @ np.stack([x, y, z]) + b_from_a[:3, 3:4]  # (3, N) in camera b
+    front = pts[2] > 1e-6
+    pts = pts[:, front]
+    ub = np.round(pts[0] / pts[2] * kb[0] + kb[2]).astype(np.int64)
+    vb = np.round(pts[1] / pts[2] * kb[1] + kb[3]).astype(np.int64)
+    inside = (ub >= 0) & (ub < w) & (vb >= 0) & (vb < h)
+    if not inside.any():
+        return None
+    target = db[vb[inside], ub[inside]]
+    ok = np.isfinite(target) & (target > 0) & (target <= max_depth)
+    if not ok.any():
+        return None
+    return float(np.mean(np.abs(pts[2][inside][ok] - target[ok]) / target[ok]))
+
+
+# ---------------------------------------------------------------- bounded-memory scoring
+class SequenceAccumulator:
+    """Score a long sequence in bounded memory.
+
+    ``add(pred, gt)`` per frame (inverse depths at the ground truth's size) accumulates the
+    least-squares sums and writes the prediction to a memory-mapped spill file; ``finish(gt_at)``
+    fits the sequence's scale and shift and makes a second pass, reading each frame's ground
+    truth again through ``gt_at(i)``. Boundary F1 is computed when ``boundary`` is set.
+    """
+
+    def __init__(self, max_depth: float = 70.0, per_frame: bool = False, boundary: bool = False,
+                 spill: bool = True, spill_dir: Optional[str] = None):
+        self.max_depth, self.per_frame, self.boundary = max_depth, per_frame, boundary
+        self.spill, self.spill_dir = spill, spill_dir
+        self.sums = np.zeros(5)
+        self.frame_fits: list[tuple[float, float]] = []
+        self.preds: list = []
+        self._file = None
+        self._shape: Optional[tuple[int, int]] = None
+        self.count = 0
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        # Spilled predictions are float32 (what models produce); in memory they keep their precision.
+        pred = np.asarray(pred, dtype=np.float32 if self.spill else np.float64)
+        sums = _sums(pred, np.asarray(gt), self.max_depth)
+        self.sums += sums
+        self.frame_fits.append(_fit_from_sums(*sums))
+        if not self.spill:
+            self.preds.append(pred)
+        else:
+            if self._file is None:
+                self._shape = pred.shape
+                self._file = tempfile.TemporaryFile(dir=self.spill_dir)
+            self._file.write(np.ascontiguousarray(pred).tobytes())
+        self.count += 1
+
+    def _pred(self, i: int) -> np.ndarray:
+        if not self.spill:
+            return self.preds[i]
+        return self._mm[i]
+
+    def finish(self, gt_at: Callable[[int], np.ndarray],
+               on_aligned: Optional[Callable[[int, np.ndarray], None]] = None) -> dict:
+        """Second pass. ``on_aligned(i, aligned_inverse_depth)`` sees every aligned frame in order."""
+        if self.count == 0:
+            raise ValueError("no frames were added")
+        if self.spill:
+            self._file.flush()
+            self._mm = np.memmap(self._file, dtype=np.float32, mode="r", shape=(self.count, *self._shape))
+        s, t = _fit_from_sums(*self.sums)
+        abs_rel = hits = 0.0
+        valid = 0
+        f1s = []
+        for i in range(self.count):
+            gt = np.asarray(gt_at(i), dtype=np.float64)
+            fs, ft = self.frame_fits[i] if self.per_frame else (s, t)
+            aligned = fs * self._pred(i).astype(np.float64) + ft
+            if on_aligned is not None:
+                on_aligned(i, aligned)
+            a, b, n = _error_sums(aligned, gt, self.max_depth)
+            abs_rel, hits, valid = abs_rel + a, hits + b, valid + n
+            if self.boundary:
+                f1s.append(boundary_f1(_to_depth(aligned, self.max_depth), _to_depth(gt, self.max_depth)))
+        if self.spill:
+            del self._mm
+            self._file.close()
+        return {
+            "abs_rel": abs_rel / valid if valid else float("nan"),
+            "delta1": hits / valid if valid else float("nan"),
+            "boundary_f1": float(np.mean(f1s)) if self.boundary else None,
+            "scale_std": _relative_std(np.array([f[0] for f in self.frame_fits])),
+            "scale": float("nan") if self.per_frame else s,
+            "shift": float("nan") if self.per_frame else t,
+            "valid_pixels": valid,
+        }

@@ -1,0 +1,128 @@
+"""Metrics on cases with known answers, and against a direct statement of the published protocol."""
+
+import numpy as np
+import pytest
+
+from flashdepth.metrics import (SequenceAccumulator, align_scale_shift, boundary_f1, depth_metrics, scale_std,
+                                tae)
+
+
+def protocol_metrics(pred, gt, max_depth=70.0):
+    """The published metric, written out directly: one lstsq fit per sequence over gt >= 1/max_depth
+    (np.linalg.lstsq), inversion with clip 1e-3, depth clip [1e-3, max_depth], averages over gt >= 0."""
+    valid = gt >= 0
+    fit = gt >= 1 / max_depth
+    A = np.stack([pred[fit], np.ones(fit.sum())], axis=1)
+    (s, t), *_ = np.linalg.lstsq(A, gt[fit], rcond=None)
+    aligned = s * pred + t
+    pd = np.clip(1 / np.clip(aligned, 1e-3, None), 1e-3, max_depth)[valid]
+    gd = np.clip(1 / np.clip(gt, 1e-3, None), 1e-3, max_depth)[valid]
+    return np.mean(np.abs(pd - gd) / gd), np.mean(np.maximum(pd / gd, gd / pd) < 1.25)
+
+
+def protocol_boundary_f1(pred, gt):
+    """Depth Pro's SI boundary F1, written out directly."""
+    ts = np.linspace(1.05, 1.25, 10)
+    total = 0.0
+    for t in ts:
+        def rel(d):
+            return [d[:, :-1] / d[:, 1:] > t, d[:-1, :] / d[1:, :] > t, d[:, 1:] / d[:, :-1] > t, d[1:, :] / d[:-1, :] > t]
+        r = np.mean([np.sum(p & g) / max(g.sum(), 1) for p, g in zip(rel(pred), rel(gt))])
+        p = np.mean([np.sum(p & g) / max(p.sum(), 1) for p, g in zip(rel(pred), rel(gt))])
+        total += (0.0 if r + p == 0 else 2 * r * p / (r + p)) * t / ts.sum()
+    return total
+
+
+def scene(t=4, h=20, w=24, seed=0):
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(0.02, 1.0, size=(t, h, w))
+    gt[:, :3, :] = 0.0  # sky
+    gt[:, -2:, :5] = -1.0  # invalid
+    return gt
+
+
+def test_perfect_up_to_scale_and_shift():
+    gt = scene()
+    pred = np.where(gt >= 0, 3.0 * gt + 0.5, 7.0)  # garbage where gt is invalid
+    pred[:, :3, :] = 0.5  # sky predicted as the shift: aligned to 0, i.e. depth clipped to max
+    m = depth_metrics(pred, gt)
+    assert m["abs_rel"] == pytest.approx(0.0, abs=1e-9) and m["delta1"] == 1.0
+    assert m["scale"] == pytest.approx(1 / 3) and m["shift"] == pytest.approx(-0.5 / 3)
+    depth = 1 / np.clip(gt[0], 1e-3, None)
+    assert boundary_f1(depth * 2.0, depth) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_the_published_protocol(seed):
+    rng = np.random.default_rng(seed)
+    gt = scene(seed=seed)
+    gt[:, 5:8, 5:9] = 1 / 100.0  # farther than max_depth: outside the fit, clipped in the metric
+    pred = 50 * np.clip(gt, 0, None) + rng.normal(0, 3, gt.shape) + 10
+    m = depth_metrics(pred, gt)
+    abs_rel, delta1 = protocol_metrics(pred, gt)
+    assert m["abs_rel"] == pytest.approx(abs_rel, rel=1e-9) and m["delta1"] == pytest.approx(delta1, rel=1e-12)
+    depth_p, depth_g = 1 / np.clip(pred[0], 1e-3, None), 1 / np.clip(gt[0], 1e-3, None)
+    assert boundary_f1(depth_p, depth_g) == pytest.approx(protocol_boundary_f1(depth_p, depth_g), rel=1e-12)
+
+
+def test_max_depth_is_configurable():
+    gt = scene()
+    pred = gt + np.random.default_rng(3).normal(0, 0.05, gt.shape)
+    assert depth_metrics(pred, gt, max_depth=10.0)["abs_rel"] != depth_metrics(pred, gt, max_depth=70.0)["abs_rel"]
+    a, d = protocol_metrics(pred, gt, max_depth=10.0)
+    assert depth_metrics(pred, gt, max_depth=10.0)["abs_rel"] == pytest.approx(a, rel=1e-9)
+
+
+def test_shifted_edge_lowers_f1_by_the_expected_amount():
+    gt = np.ones((40, 40))
+    gt[:, 20:] = 2.0  # one vertical step edge: 40 boundary pairs in one direction
+    pred = np.ones((40, 40))
+    pred[:, 21:] = 2.0  # the edge one pixel off: no pair coincides
+    assert boundary_f1(pred, gt) == pytest.approx(0.0)
+    half = gt.copy()
+    half[20:, 20] = 1.0  # the lower half of the edge shifted: half the pairs match
+    # One direction (right) has edges; recall 1/2 there, precision 1/2 -> per-direction averaging:
+    # r = p = 0.25 * 0.5 (only one of four directions has boundaries) -> F1 = 0.125.
+    assert boundary_f1(half, gt) == pytest.approx(0.125)
+    assert boundary_f1(gt, gt) == pytest.approx(0.25)  # directions without boundaries count as 0 recall
+
+
+def test_per_frame_scale_jitter_shows_in_scale_std():
+    gt = scene(t=6)
+    steady = np.where(gt >= 0, 2 * gt, 0)
+    jitter = steady * np.array([1.0, 1.3, 0.8, 1.2, 0.9, 1.1])[:, None, None]
+    assert scale_std(steady, gt) == pytest.approx(0.0, abs=1e-9)
+    assert scale_std(jitter, gt) > 0.1
+    # per-frame alignment hides the jitter in AbsRel; sequence alignment does not
+    assert depth_metrics(jitter, gt, per_frame=True)["abs_rel"] < 1e-9 < depth_metrics(jitter, gt)["abs_rel"]
+
+
+def test_spilled_accumulator_equals_in_memory(tmp_path):
+    gt = scene(t=5)
+    pred = gt * 4 + np.random.default_rng(1).normal(0, 0.1, gt.shape)
+    acc = SequenceAccumulator(boundary=True, spill=True, spill_dir=str(tmp_path))
+    for p, g in zip(pred, gt):
+        acc.add(p, g)
+    spilled = acc.finish(lambda i: gt[i])
+    direct = depth_metrics(pred.astype(np.float32), gt)
+    assert spilled["abs_rel"] == pytest.approx(direct["abs_rel"], rel=1e-9)
+    assert spilled["boundary_f1"] is not None
+
+
+def test_tae_zero_for_consistent_depth_and_positive_otherwise():
+    h, w = 12, 16
+    depth = np.full((3, h, w), 5.0)
+    k = np.tile([10.0, 10.0, w / 2, h / 2], (3, 1))
+    poses = np.stack([np.eye(4)] * 3)
+    for i in range(3):
+        poses[i, 0, 3] = 0.1 * i  # camera moves sideways in front of a fronto-parallel plane
+    assert tae(depth, k, poses) == pytest.approx(0.0, abs=1e-12)
+    wobbly = depth * np.array([1.0, 1.2, 1.0])[:, None, None]
+    assert tae(wobbly, k, poses) > 0.1
+
+
+def test_alignment_ignores_invalid_and_far():
+    gt = np.array([[0.5, 1.0, -1.0, 0.0]])
+    pred = np.array([[1.0, 2.0, 100.0, 50.0]])
+    s, t = align_scale_shift(pred, gt)
+    assert s == pytest.approx(0.5) and t == pytest.approx(0.0, abs=1e-12)
