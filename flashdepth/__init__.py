@@ -5,12 +5,13 @@ from .errors import (CheckpointError, ConfigError, FlashDepthError, InputShapeEr
                      UnknownModelError, WeightsNotFoundError)
 from .models import FlashDepth, StreamState
 from .registry import create_model, get_config, list_models
+from .session import DepthSession
 from .weights import load_model, save_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CheckpointError", "ConfigError", "DPTConfig", "FlashDepth", "FlashDepthError", "FusionConfig",
+    "CheckpointError", "ConfigError", "DepthSession", "DPTConfig", "FlashDepth", "FlashDepthError", "FusionConfig",
     "InputShapeError", "ModelConfig", "StreamState", "StreamStateError", "TemporalConfig", "UnknownModelError",
     "ViTConfig", "WeightsNotFoundError", "create_model", "get_config", "list_models", "load_model",
     "save_checkpoint",

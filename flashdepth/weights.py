@@ -230,10 +230,20 @@ def download_weights(name: str) -> Path:
     except ImportError:
         raise WeightsNotFoundError(f"cannot download {name} weights: huggingface_hub is not installed; {advice}") from None
     try:
+        from huggingface_hub.utils import logging as hub_logging
+
+        verbosity = hub_logging.get_verbosity()
+        hub_logging.set_verbosity_error()  # its retry warnings would bury our one-line message
+    except Exception:
+        hub_logging = None
+    try:
         return Path(hf_hub_download(repo_id=hub_file.repo_id, filename=hub_file.filename))
     except Exception as e:  # offline, unreachable, gated, missing file: all end the same way
         raise WeightsNotFoundError(f"could not get {hub_file.filename} from the Hugging Face repo {hub_file.repo_id} "
                                    f"({type(e).__name__}: {_first_line(e)}); {advice}") from None
+    finally:
+        if hub_logging is not None:
+            hub_logging.set_verbosity(verbosity)
 
 
 def load_model(name_or_path: str | Path, variant: Optional[str] = None,
