@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def run(ckpt: Path, frames: int, size: str, out: Path) -> tuple[float, str]:
-    cmd = [sys.executable, "-m", "flashdepth.cli", "run", f"lavfi:testsrc=size={size}:rate=30", "-o", str(out),
+    cmd = [sys.executable, "-m", "flashdepth_cli", "run", f"lavfi:testsrc=size={size}:rate=30", "-o", str(out),
            "--checkpoint", str(ckpt), "--device", "cpu", "--save", "raw,vis", "--max-frames", str(frames),
            "--overwrite", "--quiet"]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -13,7 +13,7 @@ import torch
 
 import flashdepth
 from flashdepth import FlashDepth
-from flashdepth.cli import main
+from flashdepth_cli.main import main
 from flashdepth.weights import save_checkpoint
 
 from conftest import TINY, randomize
@@ -204,7 +204,7 @@ def test_decode_error_mid_stream_finalises_outputs(tmp_path, tiny_ckpt):
 def test_ctrl_c_finalises_outputs(tmp_path, tiny_ckpt):
     _, ckpt = tiny_ckpt
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "flashdepth.cli", "run", "lavfi:testsrc=size=196x140:rate=10", "-o", str(out),
+    cmd = [sys.executable, "-m", "flashdepth_cli", "run", "lavfi:testsrc=size=196x140:rate=10", "-o", str(out),
            "--checkpoint", str(ckpt), "--save", "raw,vis", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     npy = out / "depth.npy"

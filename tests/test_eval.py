@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from flashdepth import FlashDepth
-from flashdepth.cli import main
+from flashdepth_cli.main import main
 from flashdepth.data import DatasetFolder
 from flashdepth.data.sequence import DepthSpec, SequenceWriter, write_dataset_json
 from flashdepth.metrics import boundary_f1, depth_metrics

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import FlashDepthError
+from flashdepth.errors import FlashDepthError
 
 DEFAULT_SAVE = "vis,raw"
 
@@ -20,8 +20,8 @@ class UsageError(FlashDepthError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .io.colormap import COLORMAPS
-    from .registry import list_models
+    from flashdepth.io.colormap import COLORMAPS
+    from flashdepth.registry import list_models
 
     parser = argparse.ArgumentParser(prog="flashdepth", description="Streaming video depth estimation (FlashDepth).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _outputs(save: str) -> list[str]:
-    from .io.sinks import OUTPUTS
+    from flashdepth.io.sinks import OUTPUTS
 
     names = [s.strip() for s in save.split(",") if s.strip()]
     bad = [n for n in names if n not in OUTPUTS]
@@ -88,7 +88,7 @@ def _outputs(save: str) -> list[str]:
 def _prepare_outdir(outdir: Path, outputs: list[str], overwrite: bool) -> None:
     import shutil
 
-    from .io.sinks import OUTPUT_FILES
+    from flashdepth.io.sinks import OUTPUT_FILES
 
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -122,11 +122,11 @@ def _progress(quiet: bool, total: Optional[int]):
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from .io.sinks import open_sinks
-    from .io.sources import open_source
-    from .pipeline import run_stream
-    from .session import DepthSession, resolve_device
-    from .weights import load_model
+    from flashdepth.io.sinks import open_sinks
+    from flashdepth.io.sources import open_source
+    from flashdepth.pipeline import run_stream
+    from flashdepth.session import DepthSession, resolve_device
+    from flashdepth.weights import load_model
 
     outputs = _outputs(args.save)
     outdir = Path(args.output)
@@ -181,7 +181,7 @@ class _Limited:
 
 
 def _eval_targets(paths: list[str], split: str):
-    from .data.sequence import DatasetFolder, SequenceFolder
+    from flashdepth.data.sequence import DatasetFolder, SequenceFolder
 
     sequences = []
     for p in paths:
@@ -201,10 +201,10 @@ def _eval_targets(paths: list[str], split: str):
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import EvalOptions, default_preset, evaluate_sequence, markdown_table, summarize
-    from .registry import list_models
-    from .session import DepthSession
-    from .weights import load_model
+    from flashdepth.evaluate import EvalOptions, default_preset, evaluate_sequence, markdown_table, summarize
+    from flashdepth.registry import list_models
+    from flashdepth.session import DepthSession
+    from flashdepth.weights import load_model
 
     caps = {}
     for item in args.dataset_max_depth:
@@ -246,7 +246,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     import json
 
-    from .data.convert import convert
+    from flashdepth.data.convert import convert
 
     report = convert(args.dataset, args.source, args.output)
     print(json.dumps(report))
@@ -254,7 +254,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import get_spec, list_models
+    from flashdepth.registry import get_spec, list_models
 
     for name in list_models():
         spec = get_spec(name)
