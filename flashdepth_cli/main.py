@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("output", help="data root; the dataset is written to OUTPUT/<dataset>/")
     conv.add_argument("--debug", action="store_true")
 
+    tr = sub.add_parser("train", help="train (stage 1 or 2); runs alone or under torchrun")
+    tr.add_argument("config", help="TOML recipe, e.g. configs/stage1-s.toml")
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. steps=2000 optim.lr_vit=1e-5")
+    tr.add_argument("--resume", help="continue from a checkpoint written by a previous run")
+    tr.add_argument("--debug", action="store_true")
+
     models = sub.add_parser("models", help="list the model variants")
     models.add_argument("--debug", action="store_true")
     return parser
@@ -253,6 +259,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    return train(args.config, args.overrides, args.resume)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from flashdepth.registry import get_spec, list_models
 
@@ -266,7 +278,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return {"run": cmd_run, "eval": cmd_eval, "convert": cmd_convert, "models": cmd_models}[args.command](args)
+        return {"run": cmd_run, "eval": cmd_eval, "convert": cmd_convert, "train": cmd_train,
+                "models": cmd_models}[args.command](args)
     except FlashDepthError as e:
         if getattr(args, "debug", False):
             raise

@@ -1,0 +1,137 @@
+"""Typed training configuration, read from TOML with ``key.sub=value`` overrides.
+
+Unknown keys are errors. ``configs/`` holds the paper's recipes (stage-1 S, stage-1 L,
+stage-2 Full).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ..config import ModelConfig, from_dict
+from ..errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: published clip strides (stage-1 'base' / stage-2 '2k' differ only for MVS-Synth)
+DEFAULT_STRIDES = {"mvs-synth": 1, "spring": 2, "dynamicreplica": 2, "tartanair": 2, "pointodyssey": 2,
+                   "sintel": 1, "eth3d": 1, "waymo": 1, "urbansyn": 1, "unreal4k": 2}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "data"  # holds one converted <dataset>/ folder per name below
+    datasets: tuple[str, ...] = ("mvs-synth", "dynamicreplica", "tartanair", "pointodyssey", "spring")
+    strides: tuple[int, ...] = ()  # one per dataset; empty = the published strides
+    random_stride: bool = False  # draw the stride of each clip from 1..stride (off in the paper's code)
+    clip_length: int = 5
+    crop: str = "center"  # "center": cover-resize + centre crop (stage 1); "random": one random crop per clip
+    crop_size: tuple[int, int] = (518, 518)  # (H, W), multiples of 14
+    split: str = "train"
+    val_datasets: tuple[str, ...] = ("sintel", "waymo")
+    val_split: str = "val"
+    val_preset: str = "base"
+    val_max_frames: int = 0  # 0 = every frame of each validation sequence
+    num_workers: int = 2
+
+    def stride_of(self, i: int) -> int:
+        if self.strides:
+            return self.strides[i]
+        return DEFAULT_STRIDES.get(self.datasets[i], 1)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr_vit: float = 5e-6
+    lr_dpt: float = 5e-5  # DPT decoder and head
+    lr_temporal: float = 1e-4
+    lr_fusion: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.01
+    warmup_steps: int = 1000
+    grad_clip: float = 0.0  # 0 = no clipping
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "flashdepth-s"  # a registry name ...
+    model_config: Optional[ModelConfig] = None  # ... or an explicit architecture
+    init: str = ""  # stage 1: Depth Anything V2 (or any loadable) checkpoint; "" = random init
+    init_student: str = ""  # stage 2: FlashDepth-S checkpoint (student + temporal)
+    init_teacher: str = ""  # stage 2: FlashDepth-L checkpoint (frozen teacher branch)
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed
+    steps: int = 100_000
+    batch_size: int = 4  # clips per process
+    loss: str = "l1"  # "l1" on disparity x100, or "ssi" (scale-and-shift invariant)
+    precision: str = "bf16"  # autocast dtype on CUDA; CPU always runs fp32
+    grad_checkpointing: bool = True
+    seed: int = 0
+    out_dir: str = "runs/flashdepth"
+    log_every: int = 10
+    val_every: int = 1000  # 0 = never
+    save_every: int = 1000
+    check_sync: bool = False  # write a digest of the parameters after every step (tests of DDP)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def validate(self) -> "TrainConfig":
+        if self.loss not in ("l1", "ssi"):
+            raise ConfigError(f"loss={self.loss!r}; use 'l1' or 'ssi'")
+        if self.data.crop not in ("center", "random"):
+            raise ConfigError(f"data.crop={self.data.crop!r}; use 'center' or 'random'")
+        if any(s % 14 for s in self.data.crop_size):
+            raise ConfigError(f"data.crop_size={self.data.crop_size} must be multiples of 14")
+        if self.data.strides and len(self.data.strides) != len(self.data.datasets):
+            raise ConfigError(f"data.strides has {len(self.data.strides)} entries for {len(self.data.datasets)} datasets")
+        if self.precision not in ("bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision={self.precision!r}; use bf16, fp16 or fp32")
+        return self
+
+    def to_dict(self) -> dict:
+        from ..config import _to_plain
+
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr_vit=1e-5)")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a table")
+        node[parts[-1]] = _parse_value(value.strip())
+    return data
+
+
+def load_train_config(path: Optional[str | Path], overrides: Sequence[str] = ()) -> TrainConfig:
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p} is not valid TOML: {e}") from None
+    data = apply_overrides(data, overrides)
+    config = from_dict(TrainConfig, data)
+    return config.validate()

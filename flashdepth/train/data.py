@@ -1,0 +1,140 @@
+"""Training clips from sequence folders.
+
+One item = T frames of one sequence at a fixed stride around an anchor frame, as the published
+loaders sample them, with these documented differences (``shared/spec/datasets.md`` section 4):
+
+* every frame of every sequence is an anchor; the window lies after or before the anchor (a coin
+  flip when both fit); windows always lie fully inside the sequence (B6: a sequence too short for
+  the stride uses the largest stride that fits; sequences shorter than T are skipped);
+* ``random_stride`` (off by default, as in the published code) draws each clip's stride from
+  1..stride;
+* one crop per clip, not per frame (B7); the useless pre-scale is dropped (B9);
+* ground truth is resampled with validity-aware area averaging (B8): invalid and sky codes never
+  leak into valid values, and a pixel stays valid only if its whole footprint was valid.
+
+Randomness comes from a generator seeded by (seed, epoch, index), so a resumed run sees exactly
+the clips it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..data.sequence import DatasetFolder, SequenceFolder
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class Anchor:
+    sequence: int
+    frame: int
+
+
+class ClipDataset(Dataset):
+    def __init__(self, sequences: Sequence[SequenceFolder], stride: int, clip_length: int = 5,
+                 crop: str = "center", crop_size: tuple[int, int] = (518, 518), random_stride: bool = False,
+                 seed: int = 0, name: str = ""):
+        self.sequences = [s for s in sequences if len(s) >= clip_length and s.has_depth]
+        self.skipped = len(sequences) - len(self.sequences)
+        self.anchors = [Anchor(i, f) for i, s in enumerate(self.sequences) for f in range(len(s))]
+        if not self.anchors:
+            raise ValueError(f"{name or 'dataset'}: no sequence with ground truth and at least {clip_length} frames")
+        self.stride, self.clip_length = stride, clip_length
+        self.crop, self.crop_size, self.random_stride = crop, tuple(crop_size), random_stride
+        self.seed, self.epoch, self.name = seed, 0, name
+
+    @classmethod
+    def from_folder(cls, path: str | Path, split: str, **kwargs) -> "ClipDataset":
+        folder = DatasetFolder(path)
+        return cls(folder.sequences(split), name=folder.name, **kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.anchors)
+
+    def window(self, length: int, anchor: int, stride: int, rng: np.random.Generator) -> list[int]:
+        t = self.clip_length
+        stride = max(1, min(stride, (length - 1) // (t - 1)))  # the largest stride that fits
+        span = (t - 1) * stride
+        forward, backward = anchor + span <= length - 1, anchor >= span
+        if forward and backward:
+            forward = rng.random() < 0.5
+        if forward:
+            return [anchor + k * stride for k in range(t)]
+        if backward:
+            return [anchor - span + k * stride for k in range(t)]
+        start = min(max(0, anchor - span // 2), length - 1 - span)  # the window nearest the anchor
+        return [start + k * stride for k in range(t)]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        anchor = self.anchors[index]
+        seq = self.sequences[anchor.sequence]
+        stride = int(rng.integers(1, self.stride + 1)) if self.random_stride else self.stride
+        frames = self.window(len(seq), anchor.frame, stride, rng)
+        h, w = seq.height, seq.width
+        th, tw = self.crop_size
+        scale = max(th / h, tw / w)
+        if self.crop == "random":
+            scale = max(scale, 1.0)  # upscale only when the frame is smaller than the crop
+        size = (int(h * scale), int(w * scale)) if scale != 1.0 else (h, w)
+        if self.crop == "center":
+            y0, x0 = (size[0] - th) // 2, (size[1] - tw) // 2
+        else:
+            y0 = int(rng.integers(0, size[0] - th + 1))
+            x0 = int(rng.integers(0, size[1] - tw + 1))
+        video, target = [], []
+        for i in frames:
+            video.append(_rgb(seq.rgb(i), size)[:, y0:y0 + th, x0:x0 + tw])
+            target.append(resample_target(torch.from_numpy(seq.target(i)), size)[y0:y0 + th, x0:x0 + tw])
+        return torch.stack(video), torch.stack(target)  # (T, 3, th, tw), (T, th, tw)
+
+
+def _rgb(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255.0  # (1, 3, H, W)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((x - mean) / std)[0]
+
+
+def resample_target(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Validity-aware area resampling of inverse depth (-1 invalid, 0 sky) to ``size``.
+
+    Values are averaged over valid pixels only; a pixel is valid when its whole footprint was
+    valid, sky when it was all sky, and invalid otherwise.
+    """
+    if tuple(target.shape) == tuple(size):
+        return target
+    t = target[None, None].double()
+    valid = (t > 0).double()
+    sky = (t == 0).double()
+    area = lambda x: F.interpolate(x, size=size, mode="area")
+    v_frac, s_frac = area(valid), area(sky)
+    values = area(t * valid) / v_frac.clamp_min(1e-12)
+    out = torch.full_like(values, -1.0)
+    out = torch.where(v_frac > 1 - 1e-9, values, out)
+    out = torch.where(s_frac > 1 - 1e-9, torch.zeros_like(out), out)
+    return out[0, 0].float()
+
+
+def make_train_datasets(config, seed: int) -> list[ClipDataset]:
+    """One ClipDataset per configured dataset, in config order."""
+    root = Path(config.data.root)
+    out = []
+    for i, name in enumerate(config.data.datasets):
+        out.append(ClipDataset.from_folder(root / name, config.data.split, stride=config.data.stride_of(i),
+                                           clip_length=config.data.clip_length, crop=config.data.crop,
+                                           crop_size=config.data.crop_size, random_stride=config.data.random_stride,
+                                           seed=seed))
+    return out

@@ -1,0 +1,196 @@
+"""Training: DDP really averages gradients, --resume is exact, a tiny model learns, and the
+trained model streams the same as it trains."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import flashdepth
+from flashdepth import FlashDepth
+from flashdepth.data.sequence import DepthSpec, SequenceWriter, write_dataset_json
+from flashdepth.train import ClipDataset, DepthLoss, load_train_config
+from flashdepth.train.data import resample_target
+from flashdepth.weights import save_checkpoint
+from flashdepth_cli.train import train
+
+from conftest import TINY, randomize
+from media import make_frames
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    names = []
+    for s in range(3):
+        name = f"seq{s}"
+        w = SequenceWriter(root / "toy", "toy", name, DepthSpec(kind="depth", unit="m"))
+        for i, image in enumerate(make_frames(8, 70, 98, seed=s)):
+            depth = (2 + image[..., 0].astype(np.float32) / 64 + rng.uniform(0, 0.1, (70, 98))).astype(np.float32)
+            depth[:4] = np.inf
+            depth[-3:, :5] = np.nan
+            w.add(image, depth)
+        w.close()
+        names.append(name)
+    write_dataset_json(root / "toy", "toy", {"train": names, "val": names[:1]})
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory, toy_data):
+    """A TOML recipe for the tiny FlashDepth-S, initialised from a saved checkpoint."""
+    folder = tmp_path_factory.mktemp("cfg")
+    model = randomize(FlashDepth(TINY["s"]), seed=2)
+    with torch.no_grad():
+        model.depth_head.scratch.output_conv2[2].bias.fill_(5.0)  # a live head, as a pretrained one is
+    init = save_checkpoint(model, folder / "init.pth")
+    model_toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY["s"].to_dict().items()
+                           if v is not None and not isinstance(v, dict))
+    tables = ""
+    for key, value in TINY["s"].to_dict().items():
+        if isinstance(value, dict):
+            tables += f"\n[model_config.{key}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in value.items() if v is not None)
+    text = f"""
+init = "{init}"
+steps = 4
+batch_size = 2
+grad_checkpointing = true
+log_every = 1
+val_every = 4
+save_every = 2
+
+[data]
+root = "{toy_data}"
+datasets = ["toy"]
+clip_length = 3
+crop_size = [56, 70]
+val_datasets = ["toy"]
+val_preset = "native"
+val_max_frames = 3
+num_workers = 0
+
+[optim]
+warmup_steps = 2
+lr_vit = 1e-4
+lr_dpt = 1e-3
+lr_temporal = 1e-3
+
+[model_config]
+{model_toml}
+{tables}
+"""
+    path = folder / "tiny.toml"
+    path.write_text(text)
+    return path
+
+
+def _final(out: Path) -> dict:
+    return torch.load(sorted(out.glob("step_*.pth"))[-1], weights_only=True)["model"]
+
+
+def test_config_is_typed_and_strict(tiny_config):
+    config = load_train_config(tiny_config, ["optim.lr_vit=2e-5", "steps=7"])
+    assert config.optim.lr_vit == 2e-5 and config.steps == 7 and config.model_config == TINY["s"]
+    with pytest.raises(flashdepth.ConfigError, match="optim.lr_vti"):
+        load_train_config(tiny_config, ["optim.lr_vti=1"])
+    for recipe in ("stage1-s", "stage1-l", "stage2-full"):
+        load_train_config(HERE.parent / "configs" / f"{recipe}.toml")
+
+
+def test_resume_is_exact(tiny_config, tmp_path, capsys):
+    train(str(tiny_config), [f"out_dir={tmp_path / 'straight'}"])
+    train(str(tiny_config), [f"out_dir={tmp_path / 'halves'}", "steps=2"])
+    train(str(tiny_config), [f"out_dir={tmp_path / 'halves'}"], resume=str(tmp_path / "halves" / "step_0000002.pth"))
+    straight, halves = _final(tmp_path / "straight"), _final(tmp_path / "halves")
+    assert all(torch.equal(straight[k], halves[k]) for k in straight)
+    assert any(not torch.equal(straight[k], v) for k, v in torch.load(tmp_path / "halves" / "step_0000002.pth",
+                                                                        weights_only=True)["model"].items())
+    out = capsys.readouterr().out
+    assert "val toy: AbsRel" in out and "resumed from" in out
+    # the checkpoint is a model file too: load_model reads it
+    model = flashdepth.load_model(sorted((tmp_path / "straight").glob("step_*.pth"))[-1])
+    assert model.config == TINY["s"]
+
+
+def test_two_process_gloo_keeps_ranks_identical(tiny_config, tmp_path):
+    out = tmp_path / "ddp"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = str(HERE.parent)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "flashdepth_cli", "train", str(tiny_config), f"out_dir={out}", "check_sync=true", "steps=3",
+           "val_every=0", "batch_size=1"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [(out / f"digests-rank{r}.txt").read_text().split("\n") for r in (0, 1)]
+    assert ranks[0] == ranks[1] and len([l for l in ranks[0] if l]) == 3
+    assert len({l.split()[1] for l in ranks[0] if l}) == 3  # the parameters did change every step
+    assert "2 process(es)" in result.stdout
+
+
+def test_tiny_model_overfits_one_clip():
+    torch.manual_seed(0)
+    model = randomize(FlashDepth(TINY["s"]), seed=1)
+    with torch.no_grad():
+        model.depth_head.scratch.output_conv2[2].bias.fill_(5.0)
+    loss_fn = DepthLoss(model)
+    video = torch.randn(1, 3, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 56), torch.linspace(0, 1, 56), indexing="ij")
+    target = ((0.2 + 0.5 * yy + 0.2 * torch.sin(6 * xx)) / 10).expand(1, 3, 56, 56).clone()
+    target[..., :3, :] = -1.0  # invalid rows are ignored
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(150):
+        loss = loss_fn(video, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[-10:]) < losses[0] / 10
+    # after training, streaming frame by frame equals the training unroll
+    model.eval()
+    with torch.no_grad():
+        unrolled, _ = model.forward_sequence(video)
+        state, steps = None, []
+        for t in range(3):
+            d, state = model(video[:, t], state)
+            steps.append(d)
+    assert ((torch.stack(steps, 1) - unrolled).norm() / unrolled.norm()) < 1e-5
+
+
+def test_ssi_loss_is_invariant_to_scale_and_shift():
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward_sequence(self, video):
+            return self.out, None
+
+    target = torch.rand(1, 2, 8, 8) + 0.1
+    pred = 3.0 * target * 100 + 7.0
+    assert DepthLoss(Fixed(pred), "ssi")(None, target).item() < 1e-3
+    assert DepthLoss(Fixed(pred), "l1")(None, target).item() > 1
+
+
+def test_clips_and_target_resampling(toy_data):
+    ds = ClipDataset.from_folder(toy_data / "toy", "train", stride=2, clip_length=3, crop="center", crop_size=(56, 70))
+    assert len(ds) == 24
+    video, target = ds[0]
+    assert video.shape == (3, 3, 56, 70) and target.shape == (3, 56, 70)
+    assert torch.equal(ds[5][0], ds[5][0])  # deterministic per (seed, epoch, index)
+    for anchor in range(8):
+        frames = ds.window(8, anchor, 2, np.random.default_rng(anchor))
+        assert frames == sorted(frames) and anchor in frames and 0 <= frames[0] and frames[-1] < 8
+    assert ds.window(4, 1, 2, np.random.default_rng(0)) == [1, 2, 3]  # stride lowered to 1 so the window fits
+    t = torch.tensor([[1.0, 1.0, -1.0, 0.0], [1.0, 3.0, 0.0, 0.0]])
+    r = resample_target(t, (1, 2))
+    assert r.tolist() == [[1.5, -1.0]]  # a mixed footprint is invalid, never an average with -1 or 0
+    assert resample_target(torch.zeros(2, 2), (1, 1)).item() == 0.0
