@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--debug", action="store_true")
 
     conv = sub.add_parser("convert", help="convert a dataset from its native layout to sequence folders")
-    conv.add_argument("dataset", help="sintel, eth3d, waymo, unreal4k, urbansyn")
+    conv.add_argument("dataset", help="mvs-synth, spring, dynamicreplica, tartanair, pointodyssey, sintel, eth3d, waymo, unreal4k, urbansyn")
     conv.add_argument("source", help="the dataset's folder in its native layout")
     conv.add_argument("output", help="data root; the dataset is written to OUTPUT/<dataset>/")
     conv.add_argument("--debug", action="store_true")

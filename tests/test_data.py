@@ -138,3 +138,92 @@ def test_loader_contract_and_strict_metadata(tmp_path):
         w2 = SequenceWriter(tmp_path / "ds", "mine", "bad", spec)
         w2.add(rgb(), np.ones((H, W), np.float32))
         w2.add(rgb(), np.ones((H + 1, W), np.float32))
+
+
+# ------------------------------------------------------------------------- training sets
+def _exr(path, array):
+    OpenEXR = pytest.importorskip("OpenEXR")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with OpenEXR.File({"type": OpenEXR.scanlineimage}, {"Y": array.astype(np.float32)}) as f:
+        f.write(str(path))
+
+
+def test_mvs_synth(tmp_path):
+    base = tmp_path / "mvs" / "GTAV_1080"
+    for scene in ("0000", "0118"):
+        for i in range(2):
+            save_png(base / scene / "images" / f"{i:04d}.png", rgb(i))
+            depth = np.full((H, W), 50.0)
+            depth[0, 0], depth[0, 1] = np.inf, 0.0
+            _exr(base / scene / "depths" / f"{i:04d}.exr", depth)
+    convert("mvs-synth", tmp_path / "mvs", tmp_path / "out")
+    ds = DatasetFolder(tmp_path / "out" / "mvs-synth")
+    assert ds.split("train") == ["0000"] and ds.split("val") == ["0118"]
+    t = ds.sequences("train")[0].target(0)
+    assert t[0, 0] == 0.0 and t[0, 1] == -1 and t[1, 1] == pytest.approx(1 / 5.0)  # raw / 10 = 5 -> 0.2
+
+
+def test_spring(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    scene = tmp_path / "spring" / "train" / "0001"
+    disp = np.full((2 * H, 2 * W), 6.5, np.float32)
+    disp[0, 0], disp[0, 2], disp[1, 1] = np.nan, 0.0, 999.0  # (1, 1) is dropped by the 2x subsampling
+    for i in (1, 2):
+        save_png(scene / "frame_left" / f"frame_left_{i:04d}.png", rgb(i))
+        (scene / "disp1_left").mkdir(exist_ok=True)
+        with h5py.File(scene / "disp1_left" / f"disp1_left_{i:04d}.dsp5", "w") as f:
+            f.create_dataset("disparity", data=disp * i)
+    (scene / "cam_data").mkdir()
+    np.savetxt(scene / "cam_data" / "intrinsics.txt", [[1000, 1000, 15, 10], [500, 500, 15, 10]])
+    convert("spring", tmp_path / "spring", tmp_path / "out")
+    seq = DatasetFolder(tmp_path / "out" / "spring").sequences("train")[0]
+    t0, t1 = seq.target(0), seq.target(1)
+    assert t0[0, 0] == -1 and t0[0, 1] == 0.0 and t0[2, 2] == pytest.approx(6.5 / (1000 * 0.065))
+    assert t1[2, 2] == pytest.approx(13.0 / (500 * 0.065))  # per-frame focal length
+    assert seq.intrinsics().shape == (2, 4)
+
+
+def test_dynamic_replica(tmp_path):
+    seq = "abc-1_obj_source_left"
+    base = tmp_path / "dr" / "train" / seq
+    depth = np.full((H, W), 2.5, np.float16)
+    depth[0, 0], depth[0, 1] = 0, np.inf
+    save_png(base / "images" / f"{seq}-0000.png", rgb())
+    (base / "depths").mkdir(parents=True)
+    Image.fromarray(depth.view(np.uint16)).save(base / "depths" / f"{seq}_0000.geometric.png")
+    (tmp_path / "dr" / "train" / "abc-1_obj_source_right").mkdir()  # right camera: ignored
+    convert("dynamicreplica", tmp_path / "dr", tmp_path / "out")
+    t = DatasetFolder(tmp_path / "out" / "dynamicreplica").sequences("train")[0].target(0)
+    assert t[0, 0] == -1 and t[0, 1] == -1 and t[3, 3] == pytest.approx(0.4)
+
+
+def test_tartanair(tmp_path):
+    for env in ("abandonedfactory", "amusement"):
+        traj = tmp_path / "ta" / env / "Easy" / "P000"
+        save_png(traj / "image_left" / "000000_left.png", rgb())
+        depth = np.full((H, W), 4.0, np.float32)
+        depth[0, 0], depth[0, 1] = 5000.0, np.inf
+        (traj / "depth_left").mkdir()
+        np.save(traj / "depth_left" / "000000_left_depth.npy", depth)
+    report = convert("tartanair", tmp_path / "ta", tmp_path / "out")
+    ds = DatasetFolder(tmp_path / "out" / "tartanair")
+    assert ds.split("train") == ["abandonedfactory/Easy/P000"] and report["sequences"] == 1
+    t = ds.sequences("train")[0].target(0)
+    assert t[0, 0] == 0.0 and t[0, 1] == -1 and t[1, 1] == pytest.approx(0.25)
+
+
+def test_pointodyssey(tmp_path):
+    base = tmp_path / "po" / "train" / "dancing"
+    (base / "rgbs").mkdir(parents=True)
+    Image.fromarray(rgb()).save(base / "rgbs" / "rgb_00000.jpg", format="JPEG")
+    code = np.full((H, W), 655, np.uint16)  # ~10 m
+    code[0, 0], code[0, 1] = 0, 1  # invalid; 0.015 m -> valid
+    code[0, 2] = 0
+    save_png(base / "depths" / "depth_00000.png", code)
+    (tmp_path / "po" / "train" / "not_selected" / "rgbs").mkdir(parents=True)
+    convert("pointodyssey", tmp_path / "po", tmp_path / "out")
+    ds = DatasetFolder(tmp_path / "out" / "pointodyssey")
+    assert ds.split("train") == ["dancing"]
+    t = ds.sequences("train")[0].target(0)
+    assert t[0, 0] == -1 and t[1, 1] == pytest.approx(65535 / 655 / 1000, rel=1e-5)
+    assert t[0, 1] == pytest.approx(1 / (1000 / 65535), rel=1e-5)  # 0.0153 m is above the 0.01 m clamp

@@ -13,8 +13,15 @@ from typing import Callable
 
 from ...errors import FlashDepthError
 from .testsets import convert_eth3d, convert_sintel, convert_unreal4k, convert_urbansyn, convert_waymo
+from .trainsets import (convert_dynamic_replica, convert_mvs_synth, convert_pointodyssey, convert_spring,
+                        convert_tartanair)
 
 CONVERTERS: dict[str, Callable[[Path, Path], dict]] = {
+    "mvs-synth": convert_mvs_synth,
+    "spring": convert_spring,
+    "dynamicreplica": convert_dynamic_replica,
+    "tartanair": convert_tartanair,
+    "pointodyssey": convert_pointodyssey,
     "sintel": convert_sintel,
     "eth3d": convert_eth3d,
     "waymo": convert_waymo,
