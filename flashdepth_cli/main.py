@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
                      help="default: bf16 autocast on CUDA, fp32 elsewhere")
     run.add_argument("--resolution", type=int, help="process at this short side (depth is still returned at the input's size)")
-    run.add_argument("--save", default=DEFAULT_SAVE, help=f"comma list of raw, vis, sbs, png16 (default {DEFAULT_SAVE})")
+    run.add_argument("--save", default=DEFAULT_SAVE, help=f"comma list of raw, vis, sbs, png16, exr (default {DEFAULT_SAVE})")
     run.add_argument("--colormap", default="inferno", choices=COLORMAPS)
     run.add_argument("--fps", type=float, default=30.0, help="frame rate of image inputs (default 30)")
     run.add_argument("--max-frames", type=int, help="stop after this many frames")

@@ -129,6 +129,7 @@ def train(config_path: Optional[str], overrides: list[str], resume: Optional[str
         return _train(config, world, rank, device, resume)
     finally:
         if world > 1 and dist.is_initialized():
+            dist.barrier()  # no process tears the group down while another still uses it
             dist.destroy_process_group()
 
 

@@ -77,9 +77,20 @@ def test_image_folder_natural_order(tmp_path, tiny_ckpt):
 def test_resolution_policy_returns_depth_at_input_size(tmp_path, tiny_ckpt):
     _, ckpt = tiny_ckpt
     folder = write_images(tmp_path / "odd", [f[:131, :190] for f in make_frames(2)])
-    assert run(folder, "-o", tmp_path / "a", "--checkpoint", ckpt, "--save", "raw,png16") == 0
-    assert np.load(tmp_path / "a" / "depth.npy").shape == (2, 131, 190)
+    assert run(folder, "-o", tmp_path / "a", "--checkpoint", ckpt, "--save", "raw,png16,exr") == 0
+    raw = np.load(tmp_path / "a" / "depth.npy")
+    assert raw.shape == (2, 131, 190)
     assert sorted(p.name for p in (tmp_path / "a" / "png16").iterdir()) == ["000000.png", "000001.png", "scales.json"]
+    import json
+
+    from PIL import Image
+
+    scale = json.loads((tmp_path / "a" / "png16" / "scales.json").read_text())["depth = png / scale"][1]
+    png = np.asarray(Image.open(tmp_path / "a" / "png16" / "000001.png")).astype(np.float64) / scale
+    assert np.abs(png - raw[1]).max() <= 1.0 / scale
+    OpenEXR = pytest.importorskip("OpenEXR")
+    with OpenEXR.File(str(tmp_path / "a" / "exr" / "000001.exr")) as f:
+        assert np.array_equal(f.channels()["Y"].pixels, raw[1])
     assert run(folder, "-o", tmp_path / "b", "--checkpoint", ckpt, "--save", "raw", "--resolution", "84") == 0
     assert np.load(tmp_path / "b" / "depth.npy").shape == (2, 131, 190)
 

@@ -179,3 +179,11 @@ def test_published_sizes_run_on_cpu():
     with torch.no_grad():
         depth, state = model(torch.randn(1, 3, 70, 98))
     assert depth.shape == (1, 70, 98) and state.ssm[0].shape == (1, 8, 32, 256)
+
+
+def test_portable_adaptive_pool_matches_pytorch_bins():
+    from flashdepth.models.temporal import pool_by_bins
+
+    for size, out in (((74, 136), (7, 13)), ((160, 288), (16, 28)), ((20, 28), (5, 7))):
+        x = torch.randn(2, 3, *size, dtype=torch.float64)
+        assert torch.allclose(pool_by_bins(x, out), F.adaptive_avg_pool2d(x, out), atol=1e-12)

@@ -7,6 +7,7 @@
 * ``sbs``   -- ``sbs.mp4``: input and colourised depth side by side.
 * ``png16`` -- ``png16/000000.png``: 16-bit PNG per frame; ``png16/scales.json`` gives each
                frame's scale (depth = png / scale).
+* ``exr``   -- ``exr/000000.exr``: float32 EXR per frame (channel Y; needs OpenEXR).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 from .colormap import StableNormalizer, colorize, lut
 from .sources import Frame
 
-OUTPUTS = ("raw", "vis", "sbs", "png16")
-OUTPUT_FILES = {"raw": "depth.npy", "vis": "depth.mp4", "sbs": "sbs.mp4", "png16": "png16"}
+OUTPUTS = ("raw", "vis", "sbs", "png16", "exr")
+OUTPUT_FILES = {"raw": "depth.npy", "vis": "depth.mp4", "sbs": "sbs.mp4", "png16": "png16", "exr": "exr"}
 _HEADER_LEN = 128  # fixed .npy header length, so it can be rewritten in place
 
 
@@ -133,6 +134,28 @@ class Png16Writer:
         pass
 
 
+class ExrWriter:
+    def __init__(self, folder: Path):
+        try:
+            import OpenEXR
+        except ImportError:
+            from ..errors import FlashDepthError
+
+            raise FlashDepthError("--save exr needs OpenEXR: pip install 'flashdepth[exr]'") from None
+        self.openexr = OpenEXR
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: Frame, depth: np.ndarray) -> None:
+        exr = self.openexr
+        header = {"compression": exr.ZIP_COMPRESSION, "type": exr.scanlineimage}
+        with exr.File(header, {"Y": np.ascontiguousarray(depth, dtype=np.float32)}) as f:
+            f.write(str(self.folder / f"{frame.index:06d}.exr"))
+
+    def close(self) -> None:
+        pass
+
+
 def open_sinks(outdir: Path, outputs: list[str], fps: Fraction, time_base: Fraction, colormap: str) -> list:
     sinks = []
     for name in outputs:
@@ -144,4 +167,6 @@ def open_sinks(outdir: Path, outputs: list[str], fps: Fraction, time_base: Fract
             sinks.append(VideoWriter(outdir / OUTPUT_FILES["sbs"], fps, time_base, colormap, side_by_side=True))
         elif name == "png16":
             sinks.append(Png16Writer(outdir / OUTPUT_FILES["png16"]))
+        elif name == "exr":
+            sinks.append(ExrWriter(outdir / OUTPUT_FILES["exr"]))
     return sinks

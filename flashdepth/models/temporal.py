@@ -27,6 +27,33 @@ from ..config import TemporalConfig
 from ..ops.ssd import ssd_scan
 
 
+def adaptive_avg_pool2d(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` with PyTorch's (overlapping) bins on every backend.
+
+    MPS only pools when the input is divisible by the output; there the same bins
+    (start = floor(i * n / m), end = ceil((i + 1) * n / m)) are averaged from an integral image.
+    """
+    if x.device.type != "mps":
+        return F.adaptive_avg_pool2d(x, size)
+    return pool_by_bins(x, size)
+
+
+def pool_by_bins(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Adaptive average pooling from an integral image (any backend)."""
+    h, w = x.shape[-2:]
+    oh, ow = size
+    work = x.to(torch.promote_types(x.dtype, torch.float32))
+    integral = F.pad(work.cumsum(-2).cumsum(-1), (1, 0, 1, 0))  # (..., h+1, w+1)
+    ys = torch.arange(oh, device=x.device)
+    xs = torch.arange(ow, device=x.device)
+    y0, y1 = (ys * h) // oh, ((ys + 1) * h + oh - 1) // oh
+    x0, x1 = (xs * w) // ow, ((xs + 1) * w + ow - 1) // ow
+    total = (integral[..., y1[:, None], x1[None, :]] - integral[..., y0[:, None], x1[None, :]]
+             - integral[..., y1[:, None], x0[None, :]] + integral[..., y0[:, None], x0[None, :]])
+    area = ((y1 - y0)[:, None] * (x1 - x0)[None, :]).to(total.dtype)
+    return (total / area).to(x.dtype)
+
+
 class GatedRMSNorm(nn.Module):
     """rmsnorm(y * silu(z)) * weight over groups of d_inner / ngroups channels, in float32."""
 
@@ -142,7 +169,7 @@ class TemporalModule(nn.Module):
         downsampled = self.cfg.downsample != 1.0
         if downsampled:
             ph, pw = self.pooled_size(h, w)
-            pooled = F.adaptive_avg_pool2d(frames, (ph, pw))  # (B*T, C, h', w')
+            pooled = adaptive_avg_pool2d(frames, (ph, pw))  # (B*T, C, h', w')
         else:
             ph, pw, pooled = h, w, frames
         x = pooled.flatten(2).transpose(1, 2).reshape(b, t, ph * pw, c)  # (B, T, L, C), raster order

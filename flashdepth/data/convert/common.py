@@ -24,6 +24,27 @@ def files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in suffixes), key=numeric_key)
 
 
+def list_scenes(base: Path, marker: str, what: str, key=numeric_key) -> list[str]:
+    """Names of the sub-folders of ``base`` holding ``marker``, sorted; an error naming the
+    expected layout when there are none."""
+    scenes = sorted((p.name for p in base.iterdir() if (p / marker).is_dir()), key=key) if base.is_dir() else []
+    if not scenes:
+        raise DatasetFormatError(f"{base} holds no {what}")
+    return scenes
+
+
+def invalid_to_nan(values: np.ndarray, allow_zero: bool = False) -> np.ndarray:
+    """float32 copy with NaN where a value is NaN, infinite, negative (or zero unless allowed)."""
+    out = np.asarray(values, dtype=np.float32).copy()
+    bad = ~np.isfinite(out) | ((out < 0) if allow_zero else (out <= 0))
+    out[bad] = np.nan
+    return out
+
+
+def provenance(source: str, rule: str, name: str, version: str = "1") -> dict:
+    return {"source": source, "rule": rule, "converter": f"flashdepth.data.convert.{name}", "converter_version": version}
+
+
 def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise DatasetFormatError(f"missing {what}: {path}")
@@ -60,4 +81,5 @@ def finish(root: Path, name: str, writers: list[SequenceWriter], splits: dict, *
     return report
 
 
-__all__ = ["DepthSpec", "SequenceWriter", "files", "finish", "numeric_key", "read_exr", "require"]
+__all__ = ["DepthSpec", "SequenceWriter", "files", "finish", "invalid_to_nan", "list_scenes", "numeric_key",
+           "provenance", "read_exr", "require"]

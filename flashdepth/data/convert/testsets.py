@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import DatasetFormatError
-from .common import DepthSpec, SequenceWriter, files, finish, numeric_key, read_exr, require
-
-VERSION = "1"
+from .common import (DepthSpec, SequenceWriter, files, finish, invalid_to_nan, list_scenes, numeric_key,
+                     provenance, read_exr, require)
 
 # The 30 Waymo validation segments of the official test split.
 WAYMO_TEST = [
@@ -29,10 +28,6 @@ WAYMO_TEST = [
     "segment-10203656353524179475_7625_000_7645_000", "segment-13178092897340078601_5118_604_5138_604",
     "segment-12134738431513647889_3118_000_3138_000", "segment-13356997604177841771_3360_000_3380_000",
 ]
-
-
-def _provenance(source: str, rule: str, name: str) -> dict:
-    return {"source": source, "rule": rule, "converter": f"flashdepth.data.convert.{name}", "converter_version": VERSION}
 
 
 # ---------------------------------------------------------------------------------- Sintel
@@ -66,7 +61,7 @@ def convert_sintel(src: Path, dst: Path) -> dict:
     scenes = sorted(p.name for p in images.iterdir() if p.is_dir())
     writers = []
     for scene in scenes:
-        w = SequenceWriter(root, "sintel", scene, spec, provenance=_provenance(
+        w = SequenceWriter(root, "sintel", scene, spec, provenance=provenance(
             "MPI Sintel training, clean pass + depth", "depth as stored; inf/NaN/<1e-5 -> NaN; finite >1e4 -> +inf", "sintel"))
         for frame in files(images / scene, [".png"]):
             depth = sintel_depth(read_dpt(require(depths / scene / (frame.stem + ".dpt"), "Sintel depth")))
@@ -83,12 +78,10 @@ def convert_eth3d(src: Path, dst: Path) -> dict:
 
     root = dst / "eth3d"
     spec = DepthSpec(kind="depth", unit="m", scale=1.0, metric=True)
-    scenes = sorted(p.name for p in src.iterdir() if (p / "images" / "dslr_images").is_dir())
-    if not scenes:
-        raise DatasetFormatError(f"{src} holds no ETH3D scenes (<scene>/images/dslr_images)")
+    scenes = list_scenes(src, "images/dslr_images", "ETH3D scenes (<scene>/images/dslr_images)", key=str)
     writers = []
     for scene in scenes:
-        w = SequenceWriter(root, "eth3d", scene, spec, video=False, provenance=_provenance(
+        w = SequenceWriter(root, "eth3d", scene, spec, video=False, provenance=provenance(
             "ETH3D high-res multi-view training, distorted DSLR JPEGs + ground_truth_depth",
             "raw float32 depth (m), size from the JPEG header; inf/<=0/NaN -> NaN", "eth3d"))
         for image in files(src / scene / "images" / "dslr_images", [".jpg"]):
@@ -98,9 +91,7 @@ def convert_eth3d(src: Path, dst: Path) -> dict:
                               dtype=np.float32)
             if raw.size != width * height:
                 raise DatasetFormatError(f"ETH3D depth for {image.name} has {raw.size} values, expected {width}x{height}")
-            depth = raw.reshape(height, width).copy()
-            depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-            w.add(image, depth, source_name=image.name)
+            w.add(image, invalid_to_nan(raw.reshape(height, width)), source_name=image.name)
         writers.append(w)
     return finish(root, "eth3d", writers, {"train": [], "val": scenes[:8], "test": scenes},
                   source_url="https://www.eth3d.net", license="CC BY-NC-SA 4.0 (see the ETH3D site)",
@@ -129,14 +120,12 @@ def convert_waymo(src: Path, dst: Path) -> dict:
     from PIL import Image
 
     base = src / "val" if (src / "val").is_dir() else src
-    segments = sorted(p.name for p in base.iterdir() if (p / "FRONT" / "rgb" / "original").is_dir())
-    if not segments:
-        raise DatasetFormatError(f"{src} holds no Waymo segments (<segment>/FRONT/rgb/original)")
+    segments = list_scenes(base, "FRONT/rgb/original", "Waymo segments (<segment>/FRONT/rgb/original)", key=str)
     root = dst / "waymo"
     spec = DepthSpec(kind="depth", unit="m", scale=1.0, metric=True, sparse=True)
     writers = []
     for seg in segments:
-        w = SequenceWriter(root, "waymo", seg, spec, fps=10.0, provenance=_provenance(
+        w = SequenceWriter(root, "waymo", seg, spec, fps=10.0, provenance=provenance(
             "Waymo Open validation, front camera, LiDAR points projected (x, y, depth) per frame",
             "x, y truncated to int; points outside the image dropped; nearest point kept per pixel; no point -> NaN; "
             "the export's depth is stored as given (camera z expected)", "waymo"))
@@ -153,21 +142,17 @@ def convert_waymo(src: Path, dst: Path) -> dict:
 
 # -------------------------------------------------------------------------- UnrealStereo4K
 def convert_unreal4k(src: Path, dst: Path) -> dict:
-    scenes = sorted((p.name for p in src.iterdir() if (p / "Image0").is_dir()), key=numeric_key)
-    if not scenes:
-        raise DatasetFormatError(f"{src} holds no UnrealStereo4K scenes (<scene>/Image0)")
+    scenes = list_scenes(src, "Image0", "UnrealStereo4K scenes (<scene>/Image0)")
     root = dst / "unreal4k"
     spec = DepthSpec(kind="inverse_depth", unit="relative", scale=1.0, metric=False)
     writers = []
     for scene in scenes:
-        w = SequenceWriter(root, "unreal4k", scene, spec, provenance=_provenance(
+        w = SequenceWriter(root, "unreal4k", scene, spec, provenance=provenance(
             "UnrealStereo4K left view (Image0, Disp0)", "pixel disparity used as relative inverse depth; "
             "NaN/inf/<0 -> NaN; 0 stays 0 (sky)", "unreal4k"))
         for image in files(src / scene / "Image0", [".png"]):
             disp = np.load(require(src / scene / "Disp0" / (image.stem + ".npy"), "UnrealStereo4K disparity"))
-            disp = np.asarray(disp, dtype=np.float32).copy()
-            disp[~np.isfinite(disp) | (disp < 0)] = np.nan
-            w.add(image, disp, source_name=image.name)
+            w.add(image, invalid_to_nan(disp, allow_zero=True), source_name=image.name)
         writers.append(w)
     return finish(root, "unreal4k", writers, {"train": [], "val": [], "test": scenes},
                   source_url="https://github.com/fabiotosi92/SMD-Nets", license="unknown (see the authors' release)",
@@ -194,18 +179,17 @@ def convert_urbansyn(src: Path, dst: Path, per_sequence: int = 1000) -> dict:
     spec = DepthSpec(kind="depth", unit="m", scale=1e5, metric=True)
     writers = []
     for name, (folder, images) in groups.items():
-        w = SequenceWriter(root, "urbansyn", name, spec, video=False, provenance=_provenance(
+        w = SequenceWriter(root, "urbansyn", name, spec, video=False, provenance=provenance(
             "UrbanSyn rgb + depth (EXR, channel Y) + ss labels", "metres = value * 1e5 (scale); ss label 10 (sky) -> "
             "+inf; <=0/NaN -> NaN", "urbansyn"))
         for image in images:
             number = image.stem.split("_")[-1]
-            depth = read_exr(require(folder / "depth" / f"depth_{number}.exr", "UrbanSyn depth")).astype(np.float32).copy()
+            depth = invalid_to_nan(read_exr(require(folder / "depth" / f"depth_{number}.exr", "UrbanSyn depth")))
             from PIL import Image
 
             with Image.open(require(folder / "ss" / f"ss_{number}.png", "UrbanSyn labels")) as im:
                 labels = np.asarray(im)
             labels = labels if labels.ndim == 2 else labels[..., 0]  # the label plane, explicitly
-            depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
             depth[labels == 10] = np.inf
             w.add(image, depth, source_name=image.name)
         writers.append(w)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import DatasetFormatError
-from .common import DepthSpec, SequenceWriter, files, finish, numeric_key, read_exr, require
-from .testsets import _provenance
+from .common import (DepthSpec, SequenceWriter, files, finish, invalid_to_nan, list_scenes, provenance, read_exr,
+                     require)
 
 SPRING_BASELINE_M = 0.065
 DYNAMIC_REPLICA_EXCLUDED = "009850-3_obj_source_left"
@@ -24,29 +24,21 @@ POINTODYSSEY_SEQUENCES = [
 ]
 
 
-def _invalid_to_nan(depth: np.ndarray) -> np.ndarray:
-    depth = depth.astype(np.float32).copy()
-    depth[np.isnan(depth) | (depth <= 0) | np.isneginf(depth)] = np.nan
-    return depth
-
-
 # ------------------------------------------------------------------------------- MVS-Synth
 def convert_mvs_synth(src: Path, dst: Path) -> dict:
     base = src / "GTAV_1080" if (src / "GTAV_1080").is_dir() else src
-    scenes = sorted((p.name for p in base.iterdir() if (p / "images").is_dir()), key=numeric_key)
-    if not scenes:
-        raise DatasetFormatError(f"{src} holds no MVS-Synth sequences (GTAV_1080/<NNNN>/images)")
+    scenes = list_scenes(base, "images", "MVS-Synth sequences (GTAV_1080/<NNNN>/images)")
     root = dst / "mvs-synth"
     spec = DepthSpec(kind="depth", unit="relative", scale=0.1, metric=False)
     writers = []
     for scene in scenes:
-        w = SequenceWriter(root, "mvs-synth", scene, spec, provenance=_provenance(
+        w = SequenceWriter(root, "mvs-synth", scene, spec, provenance=provenance(
             "MVS-Synth GTAV_1080 images + depths (EXR)", "raw EXR value kept; scale 0.1 reproduces the official /10; "
             "+inf (sky) kept; non-positive/NaN -> NaN", "mvs-synth"))
         for image in files(base / scene / "images", [".png"]):
             depth = read_exr(require(base / scene / "depths" / (image.stem + ".exr"), "MVS-Synth depth"))
-            out = _invalid_to_nan(depth)
-            out[np.isposinf(depth)] = np.inf
+            out = invalid_to_nan(depth)
+            out[np.isposinf(depth)] = np.inf  # sky stays sky
             w.add(image, out, source_name=image.name)
         writers.append(w)
     val = [s for s in scenes if s in ("0118", "0119")]
@@ -69,16 +61,14 @@ def read_dsp5(path: Path) -> np.ndarray:
 
 def convert_spring(src: Path, dst: Path) -> dict:
     base = src / "train" if (src / "train").is_dir() else src
-    scenes = sorted((p.name for p in base.iterdir() if (p / "frame_left").is_dir()), key=numeric_key)
-    if not scenes:
-        raise DatasetFormatError(f"{src} holds no Spring scenes (train/<SSSS>/frame_left)")
+    scenes = list_scenes(base, "frame_left", "Spring scenes (train/<SSSS>/frame_left)")
     root = dst / "spring"
     spec = DepthSpec(kind="inverse_depth", unit="1/m", scale=1.0, metric=True)
     writers = []
     for scene in scenes:
         folder = base / scene
         intrinsics = np.loadtxt(require(folder / "cam_data" / "intrinsics.txt", "Spring cam_data/intrinsics.txt"), ndmin=2)
-        w = SequenceWriter(root, "spring", scene, spec, provenance=_provenance(
+        w = SequenceWriter(root, "spring", scene, spec, provenance=provenance(
             "Spring train split, frame_left + disp1_left + cam_data", "inverse depth = disparity[::2, ::2] / (fx * 0.065); "
             "NaN/inf -> NaN; 0 -> sky", "spring"))
         for image in files(folder / "frame_left", [".png"]):
@@ -113,14 +103,13 @@ def convert_dynamic_replica(src: Path, dst: Path) -> dict:
     spec = DepthSpec(kind="depth", unit="m", scale=1.0, metric=True)
     writers = []
     for scene in scenes:
-        w = SequenceWriter(root, "dynamicreplica", scene, spec, provenance=_provenance(
+        w = SequenceWriter(root, "dynamicreplica", scene, spec, provenance=provenance(
             "Dynamic Replica train, left camera", "float16 bit patterns in 16-bit PNG -> depth (m); 0/<0/NaN/inf -> NaN",
             "dynamicreplica"))
         for image in files(base / scene / "images", [".png"]):
             number = image.stem.split("-")[-1]
             depth = read_float16_png(require(base / scene / "depths" / f"{scene}_{number}.geometric.png", "depth"))
-            depth[np.isinf(depth)] = np.nan
-            w.add(image, _invalid_to_nan(depth), source_name=image.name)
+            w.add(image, invalid_to_nan(depth), source_name=image.name)
         writers.append(w)
     train = [s for s in scenes if s != DYNAMIC_REPLICA_EXCLUDED]
     return finish(root, "dynamicreplica", writers,
@@ -139,12 +128,12 @@ def convert_tartanair(src: Path, dst: Path) -> dict:
     spec = DepthSpec(kind="depth", unit="m", scale=1.0, metric=True)
     writers = []
     for seq in sequences:
-        w = SequenceWriter(root, "tartanair", seq, spec, provenance=_provenance(
+        w = SequenceWriter(root, "tartanair", seq, spec, provenance=provenance(
             "TartanAir v1, left camera", "depth (m); inf/NaN/0/<0 -> NaN; depth > 1000 m -> +inf (sky)", "tartanair"))
         for image in files(src / seq / "image_left", [".png"]):
             number = image.stem.split("_")[0]
             depth = np.load(require(src / seq / "depth_left" / f"{number}_left_depth.npy", "TartanAir depth"))
-            out = _invalid_to_nan(np.where(np.isinf(depth), np.nan, depth))
+            out = invalid_to_nan(depth)
             out[np.isfinite(out) & (out > 1000.0)] = np.inf
             w.add(image, out, source_name=image.name)
         writers.append(w)
@@ -166,7 +155,7 @@ def convert_pointodyssey(src: Path, dst: Path) -> dict:
     spec = DepthSpec(kind="depth", unit="m", scale=1.0, metric=True, clamp_min_depth=0.01)
     writers = []
     for seq in sequences:
-        w = SequenceWriter(root, "pointodyssey", seq, spec, provenance=_provenance(
+        w = SequenceWriter(root, "pointodyssey", seq, spec, provenance=provenance(
             "PointOdyssey train (the 33-sequence selection)", "depth = code / 65535 * 1000 m; code 0 -> NaN; "
             "clamp_min_depth 0.01 m", "pointodyssey"))
         for image in files(base / seq / "rgbs", [".jpg", ".png"]):
