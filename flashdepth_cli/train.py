@@ -129,7 +129,6 @@ def train(config_path: Optional[str], overrides: list[str], resume: Optional[str
         return _train(config, world, rank, device, resume)
     finally:
         if world > 1 and dist.is_initialized():
-            dist.barrier()  # no process tears the group down while another still uses it
             dist.destroy_process_group()
 
 
@@ -218,4 +217,6 @@ def _train(config, world: int, rank: int, device: torch.device, resume: Optional
                 dist.barrier()
     if digests is not None:
         digests.close()
+    if world > 1:
+        dist.barrier()  # no process tears the group down while another still uses it
     return 0
