@@ -194,3 +194,12 @@ def test_clips_and_target_resampling(toy_data):
     r = resample_target(t, (1, 2))
     assert r.tolist() == [[1.5, -1.0]]  # a mixed footprint is invalid, never an average with -1 or 0
     assert resample_target(torch.zeros(2, 2), (1, 1)).item() == 0.0
+
+
+def test_non_finite_steps_are_skipped_and_reported(tiny_config, tmp_path, capsys):
+    # An infinite learning rate turns the weights non-finite after the first update; every later
+    # step then has a non-finite loss, and the guard must skip it and say so.
+    train(str(tiny_config), [f"out_dir={tmp_path}", "steps=3", "val_every=0", "save_every=0",
+                             "optim.lr_dpt=inf", "optim.warmup_steps=1"])
+    err = capsys.readouterr().err
+    assert "step 1 skipped: non-finite" in err and "step 2 skipped: non-finite" in err

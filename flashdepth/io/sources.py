@@ -172,6 +172,10 @@ def open_source(spec: str, fps: float = 30.0) -> Source:
         return AVSource(spec.split(":", 1)[1], spec, fmt="lavfi", live=True)
     if "://" in spec:
         return AVSource(spec, spec, live=True)
+    if spec.startswith("/dev/"):  # a capture device (not a regular file)
+        if not Path(spec).exists():
+            raise InputError(f"camera device {spec} does not exist; list cameras with `ls /dev/video*`")
+        return AVSource(spec, spec, fmt="v4l2" if sys.platform.startswith("linux") else None, live=True)
     path = Path(spec)
     if path.is_dir():
         files = sorted((str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
