@@ -9,13 +9,13 @@ the prediction upsampled to the ground truth's size (bilinear, align_corners=Tru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 import numpy as np
 import torch.nn.functional as F
 
 from .data.sequence import SequenceFolder
-from .metrics import SequenceAccumulator, _reprojection_error
+from .metrics import SequenceAccumulator, reprojection_error
 from .preprocess import processing_size
 from .session import DepthSession
 
@@ -87,7 +87,7 @@ def _tae_hook(seq: SequenceFolder, max_depth: float):
         if previous[0] is not None:
             j = i - 1
             for a, b, da, db in ((j, i, previous[0], depth), (i, j, depth, previous[0])):
-                err = _reprojection_error(da, db, intr[a], intr[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
+                err = reprojection_error(da, db, intr[a], intr[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
                 if err is not None:
                     errors.append(err)
         previous[0] = depth

@@ -162,13 +162,16 @@ def tae(depths: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray, max_depth
     errors = []
     for i in range(len(depths) - 1):
         for a, b in ((i, i + 1), (i + 1, i)):
-            err = _reprojection_error(depths[a], depths[b], k[a], k[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
+            err = reprojection_error(depths[a], depths[b], k[a], k[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
             if err is not None:
                 errors.append(err)
     return float(np.mean(errors)) if errors else float("nan")
 
 
-def _reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:
+def reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:
+    """Mean AbsRel between depth map ``da`` moved into camera b (intrinsics fx fy cx cy ``ka``,
+    ``kb``; 4x4 ``b_from_a``) and ``db`` at the pixels the points land on (nearest); None if no
+    point lands on a valid pixel."""
     h, w = da.shape
     v, u = np.mgrid[0:h, 0:w]
     valid = np.isfinite(da) & (da > 0) & (da <= max_depth)

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .io.sources import Frame, InputError, Source
+from .io.sources import Frame, Source
 from .session import DepthSession
 
 _END = object()

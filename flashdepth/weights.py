@@ -13,7 +13,7 @@ stripped. Loading is ``strict=True``; a mismatch names the missing and unexpecte
 from __future__ import annotations
 
 import json
-import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -68,7 +68,10 @@ def _strip(key: str) -> str:
 
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A plain pickle (not torch.save) triggers a protocol warning before our one-line error.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types here (UnpicklingError, RuntimeError, KeyError, ...)
         text = str(e).lower()
         if "global" in text or _pickle_imports_objects(path):

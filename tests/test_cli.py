@@ -1,17 +1,14 @@
 """`flashdepth run` end to end on inputs the tests make, and every kind of bad input."""
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import flashdepth
 from flashdepth import FlashDepth
 from flashdepth_cli.main import main
 from flashdepth.weights import save_checkpoint

@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 
 from flashdepth import FlashDepth
 from flashdepth_cli.main import main
 from flashdepth.data import DatasetFolder
 from flashdepth.data.sequence import DepthSpec, SequenceWriter, write_dataset_json
-from flashdepth.metrics import boundary_f1, depth_metrics
+from flashdepth.metrics import depth_metrics
 from flashdepth.session import DepthSession
 from flashdepth.weights import save_checkpoint
 

@@ -1,6 +1,5 @@
 """Model invariants on tiny configurations, with random non-zero weights everywhere."""
 
-import math
 
 import pytest
 import torch
