@@ -57,8 +57,7 @@ def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOpti
     if not seq.has_depth:
         raise ValueError(f"{seq.path} has no ground truth to evaluate against")
     n = min(len(seq), opts.max_frames or len(seq))
-    session.reset()
-    session.fixed_size = eval_size(seq.dataset, seq.height, seq.width, opts.preset)
+    session.reset(size=eval_size(seq.dataset, seq.height, seq.width, opts.preset))
     dense = not seq.depth_spec.sparse
     acc = SequenceAccumulator(max_depth=opts.max_depth, per_frame=opts.per_frame, boundary=dense,
                               spill_dir=opts.spill_dir)

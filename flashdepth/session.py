@@ -68,8 +68,11 @@ class DepthSession:
             int(default_policy) if str(default_policy).isdigit() else default_policy)
         self.reset()
 
-    def reset(self) -> None:
-        """Start a new stream: the next frame may have any size."""
+    def reset(self, size: Optional[tuple[int, int]] = None) -> None:
+        """Start a new stream: the next frame may have any size. ``size`` (H, W) fixes the
+        processing size of the new stream (e.g. an evaluation preset)."""
+        if size is not None:
+            self.fixed_size = tuple(size)
         self.state = None
         self.input_size: Optional[tuple[int, int]] = None
         self.frames = 0

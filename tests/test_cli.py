@@ -77,12 +77,12 @@ def test_resolution_policy_returns_depth_at_input_size(tmp_path, tiny_ckpt):
     assert run(folder, "-o", tmp_path / "a", "--checkpoint", ckpt, "--save", "raw,png16,exr") == 0
     raw = np.load(tmp_path / "a" / "depth.npy")
     assert raw.shape == (2, 131, 190)
-    assert sorted(p.name for p in (tmp_path / "a" / "png16").iterdir()) == ["000000.png", "000001.png", "scales.json"]
-    import json
-
+    assert sorted(p.name for p in (tmp_path / "a" / "png16").iterdir()) == ["000000.png", "000001.png", "scales.csv"]
     from PIL import Image
 
-    scale = json.loads((tmp_path / "a" / "png16" / "scales.json").read_text())["depth = png / scale"][1]
+    lines = (tmp_path / "a" / "png16" / "scales.csv").read_text().split()
+    assert lines[0] == "frame,scale" and lines[2].startswith("1,")
+    scale = float(lines[2].split(",")[1])
     png = np.asarray(Image.open(tmp_path / "a" / "png16" / "000001.png")).astype(np.float64) / scale
     assert np.abs(png - raw[1]).max() <= 1.0 / scale
     OpenEXR = pytest.importorskip("OpenEXR")

@@ -5,14 +5,13 @@
                the frames written and loads with ``numpy.load(..., mmap_mode="r")``.
 * ``vis``   -- ``depth.mp4``: colourised depth, H.264, the input's frame rate and timestamps.
 * ``sbs``   -- ``sbs.mp4``: input and colourised depth side by side.
-* ``png16`` -- ``png16/000000.png``: 16-bit PNG per frame; ``png16/scales.json`` gives each
-               frame's scale (depth = png / scale).
+* ``png16`` -- ``png16/000000.png``: 16-bit PNG per frame; ``png16/scales.csv`` gives each
+               frame's scale, one line per frame (depth = png / scale).
 * ``exr``   -- ``exr/000000.exr``: float32 EXR per frame (channel Y; needs OpenEXR).
 """
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Optional
@@ -116,10 +115,14 @@ class VideoWriter:
 
 
 class Png16Writer:
+    """Each frame scaled by its own maximum to the full 16-bit range; the scale is appended to
+    ``scales.csv`` (constant work per frame, whatever the length of the video)."""
+
     def __init__(self, folder: Path):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.scales: list[float] = []
+        self.scales = open(folder / "scales.csv", "w")
+        self.scales.write("frame,scale\n")
 
     def write(self, frame: Frame, depth: np.ndarray) -> None:
         from PIL import Image
@@ -127,11 +130,11 @@ class Png16Writer:
         peak = float(depth.max())
         scale = 65535.0 / peak if peak > 0 else 1.0
         Image.fromarray((depth * scale).round().clip(0, 65535).astype(np.uint16)).save(self.folder / f"{frame.index:06d}.png")
-        self.scales.append(scale)
-        (self.folder / "scales.json").write_text(json.dumps({"depth = png / scale": self.scales}))
+        self.scales.write(f"{frame.index},{scale!r}\n")
+        self.scales.flush()
 
     def close(self) -> None:
-        pass
+        self.scales.close()
 
 
 class ExrWriter:
