@@ -9,7 +9,6 @@ sinks are closed, so every output holds exactly the frames done and stays readab
 from __future__ import annotations
 
 import queue
-import resource
 import sys
 import threading
 import time
@@ -49,6 +48,16 @@ class RunStats:
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        try:
+            import psutil
+
+            return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
+        except ImportError:
+            return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError, InputShapeError, StreamStateError
+from .errors import ConfigError, InputShapeError, StreamStateError, UnknownModelError
 from .preprocess import Policy, normalise, processing_size, to_float_rgb
 from .registry import get_spec
 
@@ -60,7 +60,7 @@ class DepthSession:
         name = model.config.name
         try:
             default_policy: Policy = get_spec(name).resolution
-        except Exception:
+        except UnknownModelError:  # a custom architecture: native resolution
             default_policy = "native"
         self.fixed_size = tuple(size) if size else None
         self.explicit_resolution = bool(resolution)
