@@ -53,7 +53,8 @@ class EvalOptions:
 
 def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOptions) -> dict:
     """Score one sequence; returns its metrics (boundary F1 None for sparse ground truth, TAE None
-    without intrinsics and poses, scale_std None for image collections)."""
+    without intrinsics and poses; ``video`` False marks image collections, whose temporal numbers
+    are computed but mean little)."""
     if not seq.has_depth:
         raise ValueError(f"{seq.path} has no ground truth to evaluate against")
     n = min(len(seq), opts.max_frames or len(seq))
@@ -68,8 +69,7 @@ def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOpti
     tae_hook, tae_value = _tae_hook(seq, opts.max_depth)
     result = acc.finish(seq.target, on_aligned=tae_hook)
     result["tae"] = tae_value()
-    if not seq.meta.get("video", True):
-        result["scale_std"] = None  # not a video: frame-to-frame consistency is meaningless
+    result["video"] = bool(seq.meta.get("video", True))
     result["frames"] = n
     return result
 
