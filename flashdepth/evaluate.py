@@ -15,7 +15,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from .data.sequence import SequenceFolder
-from .metrics import SequenceAccumulator, reprojection_error
+from .metrics import SequenceAccumulator, pair_errors
 from .preprocess import processing_size
 from .session import DepthSession
 
@@ -84,11 +84,7 @@ def _tae_hook(seq: SequenceFolder, max_depth: float):
     def hook(i: int, aligned: np.ndarray) -> None:
         depth = 1.0 / np.clip(aligned, 1e-3, None)
         if previous[0] is not None:
-            j = i - 1
-            for a, b, da, db in ((j, i, previous[0], depth), (i, j, depth, previous[0])):
-                err = reprojection_error(da, db, intr[a], intr[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
-                if err is not None:
-                    errors.append(err)
+            errors.extend(pair_errors(i - 1, i, previous[0], depth, intr, poses, max_depth))
         previous[0] = depth
 
     return hook, lambda: (float(np.mean(errors)) if errors else None)

@@ -161,11 +161,19 @@ def tae(depths: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray, max_depth
     poses = np.asarray(poses, dtype=np.float64)
     errors = []
     for i in range(len(depths) - 1):
-        for a, b in ((i, i + 1), (i + 1, i)):
-            err = reprojection_error(depths[a], depths[b], k[a], k[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
-            if err is not None:
-                errors.append(err)
+        errors += pair_errors(i, i + 1, depths[i], depths[i + 1], k, poses, max_depth)
     return float(np.mean(errors)) if errors else float("nan")
+
+
+def pair_errors(i: int, j: int, di: np.ndarray, dj: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray,
+                max_depth: float) -> list[float]:
+    """Reprojection errors of frames i -> j and j -> i (the ones that land on valid pixels)."""
+    errors = []
+    for a, b, da, db in ((i, j, di, dj), (j, i, dj, di)):
+        err = reprojection_error(da, db, intrinsics[a], intrinsics[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
+        if err is not None:
+            errors.append(err)
+    return errors
 
 
 def reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:

@@ -29,7 +29,6 @@ class RunStats:
     wall_s: float = 0.0
     latencies_ms: list = field(default_factory=list)
     resets: int = 0
-    stopped_by: Optional[str] = None  # None when the input ended normally
 
     @property
     def fps(self) -> float:
@@ -153,9 +152,6 @@ def run_stream(source: Source, session: DepthSession, sinks: list, queue_size: i
             stats.wall_s = time.perf_counter() - start
             if on_frame is not None:
                 on_frame(stats)
-    except KeyboardInterrupt:
-        stats.stopped_by = "interrupt"
-        raise
     finally:
         stop.set()  # the reader stops; the writer still drains what it was given
         # Let the writer finish what it holds, then finalise every sink.

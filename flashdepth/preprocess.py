@@ -62,7 +62,7 @@ def to_float_rgb(frame: torch.Tensor) -> torch.Tensor:
         raise InputShapeError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {tuple(frame.shape)}")
     if frame.dtype == torch.uint8:
         x = frame.float() / 255.0
-    elif frame.dtype in (torch.int32, torch.int64, torch.uint16) or str(frame.dtype) == "torch.uint16":
+    elif frame.dtype in (torch.int32, torch.int64, torch.uint16):
         x = frame.float() / 65535.0
     elif frame.dtype.is_floating_point:
         x = frame.float()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from .config import DPTConfig, FusionConfig, ModelConfig, TemporalConfig, ViTConfig
 from .errors import UnknownModelError
@@ -35,8 +35,8 @@ class ModelSpec:
     config: ModelConfig
     weights: HubFile
     description: str
-    #: processing resolution policy of the CLI: "native" (cap the long side) or a short side in px
-    resolution: str
+    #: processing resolution policy: "native" (cap the long side) or a short side in pixels
+    resolution: Union[str, int]
 
 
 _MODELS: dict[str, ModelSpec] = {
@@ -48,7 +48,7 @@ _MODELS: dict[str, ModelSpec] = {
     "flashdepth-l": ModelSpec(
         ModelConfig(name="flashdepth-l", vit=VIT_L, dpt=DPT_L, temporal=TEMPORAL_L),
         HubFile(FLASHDEPTH_REPO, "flashdepth-l/iter_10001.pth"),
-        "FlashDepth-L: ViT-L, Mamba after the last DPT layer", "518"),
+        "FlashDepth-L: ViT-L, Mamba after the last DPT layer", 518),
     "flashdepth-s": ModelSpec(
         ModelConfig(name="flashdepth-s", vit=VIT_S, dpt=DPT_S, temporal=TEMPORAL_S),
         HubFile(FLASHDEPTH_REPO, "flashdepth-s/iter_14001.pth"),
@@ -56,15 +56,15 @@ _MODELS: dict[str, ModelSpec] = {
     "depth-anything-v2-small": ModelSpec(
         ModelConfig(name="depth-anything-v2-small", vit=VIT_S, dpt=DPT_S),
         HubFile("depth-anything/Depth-Anything-V2-Small", "depth_anything_v2_vits.pth"),
-        "Depth Anything V2 ViT-S (per frame, no temporal state)", "518"),
+        "Depth Anything V2 ViT-S (per frame, no temporal state)", 518),
     "depth-anything-v2-base": ModelSpec(
         ModelConfig(name="depth-anything-v2-base", vit=VIT_B, dpt=DPT_B),
         HubFile("depth-anything/Depth-Anything-V2-Base", "depth_anything_v2_vitb.pth"),
-        "Depth Anything V2 ViT-B (per frame, no temporal state)", "518"),
+        "Depth Anything V2 ViT-B (per frame, no temporal state)", 518),
     "depth-anything-v2-large": ModelSpec(
         ModelConfig(name="depth-anything-v2-large", vit=VIT_L, dpt=DPT_L),
         HubFile("depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth"),
-        "Depth Anything V2 ViT-L (per frame, no temporal state)", "518"),
+        "Depth Anything V2 ViT-L (per frame, no temporal state)", 518),
 }
 
 

@@ -64,8 +64,7 @@ class DepthSession:
             default_policy = "native"
         self.fixed_size = tuple(size) if size else None
         self.explicit_resolution = bool(resolution)
-        self.policy: Policy = int(resolution) if resolution else (
-            int(default_policy) if str(default_policy).isdigit() else default_policy)
+        self.policy: Policy = int(resolution) if resolution else default_policy
         self.reset()
 
     def reset(self, size: Optional[tuple[int, int]] = None) -> None:

@@ -23,6 +23,7 @@ import torch
 from .config import ModelConfig, model_config_from_dict
 from .errors import CheckpointError, ConfigError, WeightsNotFoundError
 from .registry import get_config, get_spec, list_models
+from .utils import first_line
 
 FORMAT = "flashdepth"
 FORMAT_VERSION = 1
@@ -78,8 +79,8 @@ def _torch_load(path: Path) -> Any:
             raise CheckpointError(f"refused to load {path}: it contains Python objects other than tensors and "
                                   "plain data, and unpickling them could run code; use a plain state dict") from None
         if isinstance(e, (EOFError, zipfile.BadZipFile)) or any(w in text for w in ("zip", "eof", "central directory")):
-            raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(e)}); download it again") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+            raise CheckpointError(f"{path} is truncated or corrupt ({first_line(e)}); download it again") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {first_line(e)})") from None
 
 
 def _pickle_imports_objects(path: Path, limit: int = 1 << 24) -> bool:
@@ -112,7 +113,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             for key in f.keys():
                 tensors[key] = f.get_tensor(key)
     except Exception as e:  # safetensors raises its own SafetensorError and OSError types
-        raise CheckpointError(f"{path} is not a readable .safetensors file ({_first_line(e)})") from None
+        raise CheckpointError(f"{path} is not a readable .safetensors file ({first_line(e)})") from None
     meta: dict[str, Any] = {}
     if "config" in metadata:
         try:
@@ -121,11 +122,6 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             raise CheckpointError(f"{path}: the 'config' metadata is not valid JSON") from None
         meta["format"] = metadata.get("format", "")
     return tensors, meta
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:200]
 
 
 # ---------------------------------------------------------------------------------- detection
@@ -243,7 +239,7 @@ def download_weights(name: str) -> Path:
         return Path(hf_hub_download(repo_id=hub_file.repo_id, filename=hub_file.filename))
     except Exception as e:  # offline, unreachable, gated, missing file: all end the same way
         raise WeightsNotFoundError(f"could not get {hub_file.filename} from the Hugging Face repo {hub_file.repo_id} "
-                                   f"({type(e).__name__}: {_first_line(e)}); {advice}") from None
+                                   f"({type(e).__name__}: {first_line(e)}); {advice}") from None
     finally:
         if hub_logging is not None:
             hub_logging.set_verbosity(verbosity)

@@ -20,6 +20,7 @@ class UsageError(FlashDepthError):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from flashdepth.evaluate import PRESETS
     from flashdepth.io.colormap import COLORMAPS
     from flashdepth.registry import list_models
 
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="one or more models, side by side; NAME=PATH uses that weights file")
     ev.add_argument("--checkpoint", help="weights file for a single --model")
     ev.add_argument("--split", default="test", help="split of dataset.json to score (default test)")
-    ev.add_argument("--preset", choices=["base", "2k", "native"],
+    ev.add_argument("--preset", choices=PRESETS,
                     help="evaluation resolution (default: 2k for flashdepth, base otherwise)")
     ev.add_argument("--max-depth", type=float, default=70.0, help="depth cap in the fit and the metrics (default 70)")
     ev.add_argument("--dataset-max-depth", action="append", default=[], metavar="DATASET=VALUE",

@@ -53,9 +53,7 @@ class RawDepthWriter:
         self._write_header()
 
     def close(self) -> None:
-        if not self.file.closed:
-            self._write_header()
-            self.file.close()
+        self.file.close()  # the header is rewritten after every frame, so it is already current
 
 
 class VideoWriter:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob as globlib
 import os
-import re
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +22,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from ..errors import FlashDepthError
+from ..utils import first_line, natural_key
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -36,10 +36,6 @@ class Frame:
     image: np.ndarray  # (H, W, 3) uint8, or uint16 / grayscale / RGBA for images
     index: int
     pts: Optional[int] = None  # presentation timestamp in ``time_base`` units (videos)
-
-
-def _natural_key(path: str) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", os.path.basename(path))]
 
 
 def _read_image(path: str) -> np.ndarray:
@@ -100,7 +96,7 @@ class AVSource(Source):
         try:
             self.container = av.open(url, format=fmt, options=options or {})
         except Exception as e:
-            raise InputError(f"cannot open {name}: {_first_line(e)}") from None
+            raise InputError(f"cannot open {name}: {first_line(e)}") from None
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"{name} has no video stream; give a video, an image folder or an image")
@@ -124,7 +120,7 @@ class AVSource(Source):
                 index += 1
         except av.error.FFmpegError as e:
             raise InputError(f"{self.name}: stopped at frame {index}, the video cannot be decoded further "
-                             f"({_first_line(e)})") from None
+                             f"({first_line(e)})") from None
         if index == 0:
             raise InputError(f"{self.name} has no decodable frames")
         self._truncation = self._check_truncation()
@@ -147,11 +143,6 @@ class AVSource(Source):
 
     def close(self) -> None:
         self.container.close()
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def _webcam(index: str) -> tuple[str, Optional[str]]:
@@ -178,7 +169,7 @@ def open_source(spec: str, fps: float = 30.0) -> Source:
         return AVSource(spec, spec, fmt="v4l2" if sys.platform.startswith("linux") else None, live=True)
     path = Path(spec)
     if path.is_dir():
-        files = sorted((str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+        files = sorted((str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
         if not files:
             raise InputError(f"folder {spec} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         return ImageSource(files, spec, fps)
@@ -191,7 +182,7 @@ def open_source(spec: str, fps: float = 30.0) -> Source:
             raise InputError(f"{spec} is empty")
         return AVSource(str(path), spec, live=str(path).startswith("/dev/"))
     if any(c in spec for c in "*?["):
-        files = sorted((f for f in globlib.glob(spec) if Path(f).suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+        files = sorted((f for f in globlib.glob(spec) if Path(f).suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
         if not files:
             raise InputError(f"no images match {spec}")
         return ImageSource(files, spec, fps)

@@ -36,7 +36,7 @@ def build_model(config: TrainConfig) -> FlashDepth:
             merged.update({f"teacher_model.{k}": v for k, v in teacher.items() if f"teacher_model.{k}" in own})
         missing_ok = ("hybrid_fusion.",)
         if not config.init_student:
-            missing_ok += tuple(k for k in ("pretrained.", "mamba.", "depth_head."))
+            missing_ok += ("pretrained.", "mamba.", "depth_head.")
         if not config.init_teacher:
             missing_ok += ("teacher_model.",)
         check_fit(model, merged, "stage-2 initialisation", allow_missing_prefixes=missing_ok)

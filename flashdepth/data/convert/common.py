@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
 
+from ...utils import natural_key
 from ..sequence import DatasetFormatError, DepthSpec, SequenceWriter, write_dataset_json
-
-
-def numeric_key(path: Path | str) -> tuple:
-    """Sort by the numbers in a file name (so frame_10 follows frame_9)."""
-    name = Path(path).name
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
 def files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
     suffixes = {s.lower() for s in suffixes}
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in suffixes), key=numeric_key)
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in suffixes), key=natural_key)
 
 
-def list_scenes(base: Path, marker: str, what: str, key=numeric_key) -> list[str]:
+def list_scenes(base: Path, marker: str, what: str, key=natural_key) -> list[str]:
     """Names of the sub-folders of ``base`` holding ``marker``, sorted; an error naming the
     expected layout when there are none."""
     scenes = sorted((p.name for p in base.iterdir() if (p / marker).is_dir()), key=key) if base.is_dir() else []
@@ -81,5 +75,5 @@ def finish(root: Path, name: str, writers: list[SequenceWriter], splits: dict, *
     return report
 
 
-__all__ = ["DepthSpec", "SequenceWriter", "files", "finish", "invalid_to_nan", "list_scenes", "numeric_key",
+__all__ = ["DepthSpec", "SequenceWriter", "files", "finish", "invalid_to_nan", "list_scenes", "natural_key",
            "provenance", "read_exr", "require"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import DatasetFormatError
-from .common import (DepthSpec, SequenceWriter, files, finish, invalid_to_nan, list_scenes, numeric_key,
+from .common import (DepthSpec, SequenceWriter, files, finish, invalid_to_nan, list_scenes, natural_key,
                      provenance, read_exr, require)
 
 # The 30 Waymo validation segments of the official test split.
@@ -172,7 +172,7 @@ def convert_urbansyn(src: Path, dst: Path, per_sequence: int = 1000) -> dict:
             groups[str(k // per_sequence)] = (src, images[k:k + per_sequence])
     else:
         groups = {p.name: (p, files(p / "rgb", [".png"])[:per_sequence])
-                  for p in sorted((p for p in src.iterdir() if (p / "rgb").is_dir()), key=numeric_key)}
+                  for p in sorted((p for p in src.iterdir() if (p / "rgb").is_dir()), key=natural_key)}
     if not groups:
         raise DatasetFormatError(f"{src} holds no UrbanSyn images (rgb/rgb_NNNN.png)")
     root = dst / "urbansyn"

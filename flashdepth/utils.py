@@ -1,0 +1,18 @@
+"""Small helpers shared across the package."""
+
+from __future__ import annotations
+
+import os
+import re
+
+
+def natural_key(path: str | os.PathLike) -> tuple:
+    """Sort key of a file name by its numbers (frame_10 after frame_9), case-insensitively."""
+    name = os.path.basename(os.fspath(path))
+    return tuple(int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name))
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type), for one-line errors."""
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:limit]
