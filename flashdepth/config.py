@@ -94,6 +94,35 @@ class FusionConfig:
                f"fusion.teacher_resolution={self.teacher_resolution} must be positive")
 
 
+#: evaluation resolutions: a dataset's official sizes ("base", "2k") or the frames' own ("native")
+EVAL_PRESETS = ("base", "2k", "native")
+#: compute precisions: name -> torch dtype name (autocast below fp32)
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How frames are prepared for the model, and at which size it is run and evaluated.
+
+    This is part of the model (stored in our checkpoints), so a model under any name is run the
+    way it was trained: nothing downstream decides from the model's name.
+    """
+
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet RGB mean, on [0, 1] values
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    short_side: int = 0  # 0: native resolution (long side capped); N: the short side is scaled to N
+    long_side_cap: int = 2044  # native resolution: longer sides are scaled down to this
+    eval_preset: str = "base"  # the official evaluation resolution of this model (one of EVAL_PRESETS)
+
+    def validate(self) -> None:
+        _check(len(self.mean) == 3 and len(self.std) == 3 and all(s > 0 for s in self.std),
+               f"input.mean={self.mean} and input.std={self.std} need 3 values each, std positive")
+        _check(self.short_side >= 0, f"input.short_side={self.short_side} must be 0 (native) or a size in pixels")
+        _check(self.long_side_cap > 0, f"input.long_side_cap={self.long_side_cap} must be positive")
+        _check(self.eval_preset in EVAL_PRESETS,
+               f"input.eval_preset={self.eval_preset!r}; use one of {', '.join(EVAL_PRESETS)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A whole model. ``temporal=None`` is the per-frame Depth Anything V2 model."""
@@ -103,10 +132,12 @@ class ModelConfig:
     dpt: DPTConfig = field(default_factory=DPTConfig)
     temporal: Optional[TemporalConfig] = None
     fusion: Optional[FusionConfig] = None
+    input: InputConfig = field(default_factory=InputConfig)
 
     def validate(self) -> "ModelConfig":
         self.vit.validate()
         self.dpt.validate()
+        self.input.validate()
         if self.temporal is not None:
             self.temporal.validate()
             d_inner = self.temporal.expand * self.dpt.features
@@ -119,7 +150,7 @@ class ModelConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes).validate()
@@ -130,11 +161,12 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _to_plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """Dataclass dicts -> JSON-safe data (tuples become lists)."""
     if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
+        return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     return value
 
 

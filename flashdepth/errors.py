@@ -1,10 +1,14 @@
 """Exception classes of flashdepth.
 
-Every error a user can cause is one of these, with a one-line message that names the
-offending value and says what to do. The CLI prints ``str(error)`` and exits with code 2.
+Every error a user can cause is one of these, with a one-line message in API terms (parameter
+names, not command-line flags) that names the offending value and says what to do. Errors that
+the command line words differently carry the values it needs as attributes; the CLI prints
+``str(error)`` for the rest and exits with code 2.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 
 class FlashDepthError(Exception):
@@ -15,11 +19,22 @@ class ConfigError(FlashDepthError, ValueError):
     """A model or training configuration is invalid (unknown key, wrong type, bad value)."""
 
 
-class UnknownModelError(FlashDepthError, KeyError):
-    """A model name is not in the registry."""
+class UnknownNameError(FlashDepthError, KeyError):
+    """A name is not in one of the package's tables (models, outputs, datasets, backends, ...)."""
+
+    def __init__(self, kind: str, name: str, choices: Sequence[str]):
+        self.kind, self.name, self.choices = kind, name, tuple(choices)
+        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(self.choices)}")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0] if self.args else ""
+
+
+class UnknownModelError(UnknownNameError):
+    """A model name is not in the registry."""
+
+    def __init__(self, name: str, choices: Sequence[str]):
+        super().__init__("model", name, choices)
 
 
 class CheckpointError(FlashDepthError, ValueError):
@@ -30,9 +45,55 @@ class WeightsNotFoundError(FlashDepthError, FileNotFoundError):
     """Published weights could not be found locally nor downloaded."""
 
 
+class DeviceUnavailableError(FlashDepthError, RuntimeError):
+    """The requested device does not exist on this machine."""
+
+    def __init__(self, requested: str, reason: str):
+        self.requested, self.reason = requested, reason
+        super().__init__(f"device={requested!r} was requested but {reason}; use device='cpu' (or 'auto')")
+
+
 class InputShapeError(FlashDepthError, ValueError):
     """A frame tensor has the wrong rank, channel count or size for the model."""
 
 
 class StreamStateError(FlashDepthError, ValueError):
     """A stream state does not belong to this model or this stream."""
+
+
+class FrameSizeChangedError(StreamStateError):
+    """A frame of a stream has another size than the stream's first frame."""
+
+    def __init__(self, index: int, size: tuple[int, int], expected: tuple[int, int]):
+        self.index, self.size, self.expected = index, tuple(size), tuple(expected)
+        super().__init__(f"frame {index} is {size[0]}x{size[1]} but the stream started at {expected[0]}x{expected[1]}; "
+                         "a stream keeps one frame size: call reset() before a frame of a new size")
+
+
+class InputError(FlashDepthError, ValueError):
+    """An input (video, image folder, camera, stream) cannot be opened or decoded."""
+
+
+class OutputExistsError(FlashDepthError, FileExistsError):
+    """Outputs of an earlier run are in the way."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = tuple(str(p) for p in paths)
+        super().__init__(f"{', '.join(self.paths)} already exist(s); pass overwrite=True to replace them")
+
+
+class OutputError(FlashDepthError, OSError):
+    """An output folder or file cannot be written."""
+
+
+class MissingDependencyError(FlashDepthError, ImportError):
+    """An optional dependency is needed for what was asked."""
+
+    def __init__(self, what: str, package: str, extra: str):
+        self.what, self.package, self.extra = what, package, extra
+        super().__init__(f"{what} needs {package}: pip install 'flashdepth[{extra}]'")
+
+
+class DatasetFormatError(FlashDepthError, ValueError):
+    """A sequence or dataset folder does not follow the format, or a source dataset is not in
+    its expected layout."""

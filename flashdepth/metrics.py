@@ -13,6 +13,9 @@ Conventions (the paper's protocol): predictions and ground truth are *inverse de
 * :func:`boundary_f1` is the scale-invariant boundary F1 of Depth Pro on one frame of depths.
 * :func:`scale_std` and :func:`tae` measure temporal consistency.
 
+:data:`METRICS` is the one table of the metrics a sequence is scored with; evaluation, its
+reports and the command line take their columns from it.
+
 :class:`SequenceAccumulator` computes the same numbers for sequences too long to hold in
 memory: it keeps the least-squares sufficient statistics and spills predictions to a
 memory-mapped file, then scores in a second pass.
@@ -20,8 +23,11 @@ memory-mapped file, then scores in a second pass.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import tempfile
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -59,23 +65,14 @@ def _to_depth(disparity: np.ndarray, max_depth: float) -> np.ndarray:
     return np.clip(1.0 / np.clip(disparity, EPS_DISPARITY, None), EPS_DISPARITY, max_depth)
 
 
-def _error_sums(aligned: np.ndarray, gt: np.ndarray, max_depth: float) -> tuple[float, float, int]:
-    """(sum of AbsRel, count of delta1 hits, number of valid pixels) of one aligned frame."""
-    valid = gt >= 0
-    pd = _to_depth(aligned[valid].astype(np.float64), max_depth)
-    gd = _to_depth(gt[valid].astype(np.float64), max_depth)
-    abs_rel = np.abs(pd - gd) / gd
-    ratio = np.maximum(pd / gd, gd / pd)
-    return float(abs_rel.sum()), float((ratio < 1.25).sum()), int(valid.sum())
-
-
 def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = 70.0, per_frame: bool = False) -> dict:
     """AbsRel and delta1 of a sequence of inverse depths.
 
     pred, gt: (T, H, W) (or (H, W)) inverse depth; gt -1 = invalid, 0 = sky.
     ``per_frame`` fits a scale and shift per frame instead of one for the sequence.
-    Returns {"abs_rel", "delta1", "scale", "shift", "valid_pixels"} (scale/shift of the
-    sequence fit; NaN with ``per_frame``).
+    Returns every metric of :data:`METRICS` (boundary F1 over the frames; TAE None without
+    poses) and "scale", "shift", "valid_pixels" (scale/shift of the sequence fit; NaN with
+    ``per_frame``).
     """
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
@@ -201,25 +198,145 @@ def reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:
     return float(np.mean(np.abs(pts[2][inside][ok] - target[ok]) / target[ok]))
 
 
+# -------------------------------------------------------------------- the metrics table
+@dataclass
+class SequenceContext:
+    """What a metric may need about the sequence being scored."""
+
+    max_depth: float = 70.0
+    dense: bool = True  # ground truth covers the image (boundary F1 needs it)
+    frame_scales: tuple[float, ...] = ()  # per-frame least-squares scales (first pass)
+    intrinsics: Optional[np.ndarray] = None  # (T, 4) fx fy cx cy
+    poses: Optional[np.ndarray] = None  # (T, 4, 4) camera-to-world
+
+
+class FramePair:
+    """One aligned frame and its ground truth, with the derived arrays computed once and shared."""
+
+    def __init__(self, index: int, aligned: np.ndarray, gt: np.ndarray, max_depth: float):
+        self.index, self.aligned, self.gt, self.max_depth = index, aligned, gt, max_depth
+
+    @functools.cached_property
+    def valid(self) -> np.ndarray:
+        return self.gt >= 0  # (H, W): sky and far pixels count, at the clipped depth
+
+    @functools.cached_property
+    def pred_depth(self) -> np.ndarray:
+        return _to_depth(self.aligned, self.max_depth)  # (H, W)
+
+    @functools.cached_property
+    def gt_depth(self) -> np.ndarray:
+        return _to_depth(self.gt, self.max_depth)  # (H, W)
+
+
+class _PixelMean:
+    """Mean of a per-pixel quantity over the valid pixels of the whole sequence."""
+
+    def __init__(self, per_pixel: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        self.per_pixel, self.total, self.count = per_pixel, 0.0, 0
+
+    def update(self, pair: FramePair) -> None:
+        v = pair.valid
+        self.total += float(self.per_pixel(pair.pred_depth[v], pair.gt_depth[v]).sum())
+        self.count += int(v.sum())
+
+    def value(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+class _FrameMean:
+    """Mean over frames of a per-frame score."""
+
+    def __init__(self, per_frame: Callable[[FramePair], float]):
+        self.per_frame, self.scores = per_frame, []
+
+    def update(self, pair: FramePair) -> None:
+        self.scores.append(self.per_frame(pair))
+
+    def value(self) -> float:
+        return float(np.mean(self.scores)) if self.scores else float("nan")
+
+
+class _Constant:
+    def __init__(self, value: Optional[float]):
+        self._value = value
+
+    def update(self, pair: FramePair) -> None:
+        pass
+
+    def value(self) -> Optional[float]:
+        return self._value
+
+
+class _TAE:
+    """Reprojection error between consecutive aligned frames (needs intrinsics and poses)."""
+
+    def __init__(self, ctx: SequenceContext):
+        self.ctx, self.previous, self.errors = ctx, None, []
+
+    def update(self, pair: FramePair) -> None:
+        depth = 1.0 / np.clip(pair.aligned, EPS_DISPARITY, None)  # (H, W) unclipped far side
+        if self.previous is not None:
+            self.errors += pair_errors(pair.index - 1, pair.index, self.previous, depth, self.ctx.intrinsics,
+                                       self.ctx.poses, self.ctx.max_depth)
+        self.previous = depth
+
+    def value(self) -> Optional[float]:
+        return float(np.mean(self.errors)) if self.errors else None
+
+
+def _abs_rel(pd: np.ndarray, gd: np.ndarray) -> np.ndarray:
+    return np.abs(pd - gd) / gd
+
+
+def _delta1(pd: np.ndarray, gd: np.ndarray) -> np.ndarray:
+    return np.maximum(pd / gd, gd / pd) < 1.25
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of :data:`METRICS`: ``scorer(ctx)`` returns an object fed every aligned frame
+    (``update(pair)``) whose ``value()`` is the sequence's score, or None when the metric does not
+    apply to the sequence (e.g. boundary F1 on sparse ground truth)."""
+
+    name: str
+    description: str
+    higher_is_better: bool
+    scorer: Callable[[SequenceContext], Any]
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("abs_rel", "mean |d - d*| / d* over valid pixels, depth after one scale+shift per sequence in disparity",
+           False, lambda ctx: _PixelMean(_abs_rel)),
+    Metric("delta1", "share of valid pixels with max(d/d*, d*/d) < 1.25", True, lambda ctx: _PixelMean(_delta1)),
+    Metric("boundary_f1", "scale-invariant boundary F1 (Depth Pro), dense ground truth only", True,
+           lambda ctx: _FrameMean(lambda p: boundary_f1(p.pred_depth, p.gt_depth)) if ctx.dense else _Constant(None)),
+    Metric("scale_std", "relative std of the per-frame least-squares scales (temporal scale drift)", False,
+           lambda ctx: _Constant(_relative_std(np.asarray(ctx.frame_scales)))),
+    Metric("tae", "temporal alignment error: AbsRel of consecutive frames reprojected with the camera poses", False,
+           lambda ctx: _TAE(ctx) if ctx.intrinsics is not None and ctx.poses is not None else _Constant(None)),
+)}
+
+
 # ---------------------------------------------------------------- bounded-memory scoring
 class SequenceAccumulator:
-    """Score a long sequence in bounded memory.
+    """Score a long sequence in bounded memory, with every metric of :data:`METRICS`.
 
     ``add(pred, gt)`` per frame (inverse depths at the ground truth's size) accumulates the
     least-squares sums and writes the prediction to a memory-mapped spill file; ``finish(gt_at)``
     fits the sequence's scale and shift and makes a second pass, reading each frame's ground
-    truth again through ``gt_at(i)``. Boundary F1 is computed when ``boundary`` is set.
+    truth again through ``gt_at(i)`` and feeding every metric.
     """
 
-    def __init__(self, max_depth: float = 70.0, per_frame: bool = False, boundary: bool = False,
-                 spill: bool = True, spill_dir: Optional[str] = None):
-        self.max_depth, self.per_frame, self.boundary = max_depth, per_frame, boundary
+    def __init__(self, max_depth: float = 70.0, per_frame: bool = False, spill: bool = True,
+                 spill_dir: Optional[str] = None):
+        self.max_depth, self.per_frame = max_depth, per_frame
         self.spill, self.spill_dir = spill, spill_dir
         self.sums = np.zeros(5)
         self.frame_fits: list[tuple[float, float]] = []
         self.preds: list = []
-        self._file = None
-        self._shape: Optional[tuple[int, int]] = None
+        self.file = None  # the spill file, opened at the first frame
+        self.shape: Optional[tuple[int, int]] = None
         self.count = 0
 
     def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
@@ -231,48 +348,42 @@ class SequenceAccumulator:
         if not self.spill:
             self.preds.append(pred)
         else:
-            if self._file is None:
-                self._shape = pred.shape
-                self._file = tempfile.TemporaryFile(dir=self.spill_dir)
-            self._file.write(np.ascontiguousarray(pred).tobytes())
+            if self.file is None:
+                self.shape = pred.shape
+                self.file = tempfile.TemporaryFile(dir=self.spill_dir)
+            self.file.write(np.ascontiguousarray(pred).tobytes())
         self.count += 1
 
-    def _pred(self, i: int) -> np.ndarray:
-        if not self.spill:
-            return self.preds[i]
-        return self._mm[i]
+    def finish(self, gt_at: Callable[[int], np.ndarray], context: Optional[SequenceContext] = None) -> dict:
+        """Second pass -> {metric name: value or None, "scale", "shift", "valid_pixels"}.
 
-    def finish(self, gt_at: Callable[[int], np.ndarray],
-               on_aligned: Optional[Callable[[int, np.ndarray], None]] = None) -> dict:
-        """Second pass. ``on_aligned(i, aligned_inverse_depth)`` sees every aligned frame in order."""
+        ``context`` supplies what some metrics need (density, intrinsics, poses); its max_depth
+        and frame scales are set here.
+        """
         if self.count == 0:
             raise ValueError("no frames were added")
+        ctx = dataclasses.replace(context or SequenceContext(), max_depth=self.max_depth,
+                                  frame_scales=tuple(f[0] for f in self.frame_fits))
+        preds = self.preds
         if self.spill:
-            self._file.flush()
-            self._mm = np.memmap(self._file, dtype=np.float32, mode="r", shape=(self.count, *self._shape))
+            self.file.flush()
+            preds = np.memmap(self.file, dtype=np.float32, mode="r", shape=(self.count, *self.shape))
+        scorers = {name: metric.scorer(ctx) for name, metric in METRICS.items()}
         s, t = _fit_from_sums(*self.sums)
-        abs_rel = hits = 0.0
         valid = 0
-        f1s = []
-        for i in range(self.count):
-            gt = np.asarray(gt_at(i), dtype=np.float64)
-            fs, ft = self.frame_fits[i] if self.per_frame else (s, t)
-            aligned = fs * self._pred(i).astype(np.float64) + ft
-            if on_aligned is not None:
-                on_aligned(i, aligned)
-            a, b, n = _error_sums(aligned, gt, self.max_depth)
-            abs_rel, hits, valid = abs_rel + a, hits + b, valid + n
-            if self.boundary:
-                f1s.append(boundary_f1(_to_depth(aligned, self.max_depth), _to_depth(gt, self.max_depth)))
-        if self.spill:
-            del self._mm
-            self._file.close()
-        return {
-            "abs_rel": abs_rel / valid if valid else float("nan"),
-            "delta1": hits / valid if valid else float("nan"),
-            "boundary_f1": float(np.mean(f1s)) if self.boundary else None,
-            "scale_std": _relative_std(np.array([f[0] for f in self.frame_fits])),
-            "scale": float("nan") if self.per_frame else s,
-            "shift": float("nan") if self.per_frame else t,
-            "valid_pixels": valid,
-        }
+        try:
+            for i in range(self.count):
+                gt = np.asarray(gt_at(i), dtype=np.float64)
+                fs, ft = self.frame_fits[i] if self.per_frame else (s, t)
+                pair = FramePair(i, fs * np.asarray(preds[i], dtype=np.float64) + ft, gt, self.max_depth)
+                for scorer in scorers.values():
+                    scorer.update(pair)
+                valid += int(pair.valid.sum())
+        finally:
+            if self.spill:
+                del preds
+                self.file.close()
+        result = {name: scorer.value() for name, scorer in scorers.items()}
+        result.update(scale=float("nan") if self.per_frame else s, shift=float("nan") if self.per_frame else t,
+                      valid_pixels=valid)
+        return result

@@ -1,54 +1,62 @@
-"""Frame preprocessing: processing-resolution policy, resizing and ImageNet normalisation.
+"""Frame preprocessing: processing size, resizing, normalisation, and resizing depth back.
 
-Policy (``processing_size``): a frame whose sides are multiples of 14 and whose long side is
-within the cap (2044) is processed as it is, unless a resolution was asked for. Otherwise, ``"native"`` caps the long side at 2044
-and rounds each side to a multiple of 14; an integer N scales the short side to N (Depth Anything
-V2's ``keep_aspect_ratio`` / ``lower_bound`` rule). Rounding is to the nearest multiple of 14,
-or up when the nearest would fall below the target, as the official transforms do.
+Streaming, evaluation and training all feed the model through these functions, with the
+numbers (patch size, mean, std, resolution policy) read from the model's config.
+
+Processing size (:func:`processing_size`): a frame whose sides are multiples of the patch and
+whose long side is within the cap is processed as it is, unless a resolution was asked for.
+Otherwise, native resolution (``short_side=0``) caps the long side and rounds each side to a
+multiple of the patch; ``short_side=N`` scales the short side to N (Depth Anything V2's
+``keep_aspect_ratio`` / ``lower_bound`` rule). Rounding is to the nearest multiple, or up when
+the nearest would fall below the target, as the official transforms do.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
+from .config import InputConfig, ModelConfig
 from .errors import InputShapeError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-LONG_SIDE_CAP = 2044
-PATCH = 14
 
-Policy = Union[str, int]
-
-
-def _snap(x: float, minimum: float, multiple: int = PATCH) -> int:
+def _snap(x: float, minimum: float, multiple: int) -> int:
     y = int(round(x / multiple) * multiple)  # round half to even, as numpy in the official transform
     if y < minimum:
         y = int(math.ceil(x / multiple) * multiple)
     return max(y, multiple)
 
 
-def processing_size(height: int, width: int, policy: Policy = "native", cap: int = LONG_SIDE_CAP,
+def processing_size(height: int, width: int, patch: int = 14, short_side: int = 0, cap: int = 2044,
                     explicit: bool = False) -> tuple[int, int]:
-    """The (H, W) the model sees for an input of height x width under ``policy``.
+    """The (H, W) the model sees for an input of height x width.
 
-    ``explicit`` (a user-given resolution) applies the policy even to frames that could be
+    ``short_side`` 0 is native resolution (long side capped at ``cap``), N scales the short side
+    to N. ``explicit`` (a user-given resolution) applies the rule even to frames that could be
     processed as they are.
     """
-    if not explicit and height % PATCH == 0 and width % PATCH == 0 and max(height, width) <= cap:
+    if not explicit and height % patch == 0 and width % patch == 0 and max(height, width) <= cap:
         return height, width
-    if policy == "native":
+    if short_side == 0:
         if max(height, width) > cap:
             scale = cap / max(height, width)
             height, width = int(height * scale), int(width * scale)
-        return _snap(height, height), _snap(width, width)
-    short = int(policy)
-    scale = max(short / height, short / width)
-    return _snap(scale * height, short), _snap(scale * width, short)
+        return _snap(height, height, patch), _snap(width, width, patch)
+    scale = max(short_side / height, short_side / width)
+    return _snap(scale * height, short_side, patch), _snap(scale * width, short_side, patch)
+
+
+def model_processing_size(config: ModelConfig, height: int, width: int,
+                          resolution: Optional[int] = None) -> tuple[int, int]:
+    """The processing size of ``config``'s model for a height x width frame; ``resolution``
+    (a short side in pixels) overrides the model's own rule."""
+    rule = config.input
+    if resolution:
+        return processing_size(height, width, config.vit.patch_size, int(resolution), rule.long_side_cap, explicit=True)
+    return processing_size(height, width, config.vit.patch_size, rule.short_side, rule.long_side_cap)
 
 
 def to_float_rgb(frame: torch.Tensor) -> torch.Tensor:
@@ -72,11 +80,26 @@ def to_float_rgb(frame: torch.Tensor) -> torch.Tensor:
     return x.permute(2, 0, 1)  # (3, H, W)
 
 
-def normalise(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(3, H, W) float in [0, 1] -> (1, 3, size) resized (bicubic, clipped) and ImageNet-normalised."""
+def normalise(rgb: torch.Tensor, size: tuple[int, int], rule: InputConfig = InputConfig()) -> torch.Tensor:
+    """(3, H, W) float in [0, 1] -> (1, 3, size): resized (bicubic, clipped) and normalised with
+    the model's mean and std."""
     x = rgb[None]
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = torch.tensor(rule.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(rule.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(..., h, w) depth -> (..., H, W), bilinear with ``align_corners=True``.
+
+    The one convention for bringing predictions back to the input's (or the ground truth's)
+    size: the official evaluation code upsamples this way, so streaming outputs and scores agree.
+    """
+    if tuple(depth.shape[-2:]) == tuple(size):
+        return depth
+    lead = depth.shape[:-2]
+    x = depth.reshape(-1, 1, *depth.shape[-2:])
+    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+    return x.reshape(*lead, *size)

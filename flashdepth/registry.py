@@ -1,11 +1,17 @@
-"""Named model variants and where their published weights live."""
+"""Named model variants and where their published weights live: the one table of models.
+
+Everything a model needs to be run and evaluated (architecture, input normalisation, processing
+resolution, evaluation preset) is in its :class:`~flashdepth.config.ModelConfig`; this table adds
+only the name, a description and where the weights come from. Importing it does not import torch
+(the command line builds its choices from it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
-from .config import DPTConfig, FusionConfig, ModelConfig, TemporalConfig, ViTConfig
+from .config import DPTConfig, FusionConfig, InputConfig, ModelConfig, TemporalConfig, ViTConfig
 from .errors import UnknownModelError
 
 VIT_S = ViTConfig(embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11))
@@ -16,6 +22,9 @@ DPT_B = DPTConfig(features=128, out_channels=(96, 192, 384, 768))
 DPT_L = DPTConfig(features=256, out_channels=(256, 512, 1024, 1024))
 TEMPORAL_S = TemporalConfig(dpt_layer=1, expand=4, headdim=32)
 TEMPORAL_L = TemporalConfig(dpt_layer=3, expand=2, headdim=64)
+NATIVE = InputConfig()  # native resolution, long side capped at 2044
+SHORT_518 = InputConfig(short_side=518)  # Depth Anything V2's transform: short side 518
+FULL_2K = InputConfig(eval_preset="2k")  # the Full model is evaluated at 2K
 
 FLASHDEPTH_REPO = "Eyeline-Research/FlashDepth"
 
@@ -35,36 +44,34 @@ class ModelSpec:
     config: ModelConfig
     weights: HubFile
     description: str
-    #: processing resolution policy: "native" (cap the long side) or a short side in pixels
-    resolution: Union[str, int]
 
 
 _MODELS: dict[str, ModelSpec] = {
     "flashdepth": ModelSpec(
-        ModelConfig(name="flashdepth", vit=VIT_S, dpt=DPT_S, temporal=TEMPORAL_S, fusion=FusionConfig()),
+        ModelConfig(name="flashdepth", vit=VIT_S, dpt=DPT_S, temporal=TEMPORAL_S, fusion=FusionConfig(),
+                    input=FULL_2K),
         HubFile(FLASHDEPTH_REPO, "flashdepth/iter_43002.pth"),
-        "FlashDepth (Full): ViT-S at full resolution fused with a frozen ViT-L at short side 490",
-        "native"),
+        "FlashDepth (Full): ViT-S at full resolution fused with a frozen ViT-L at short side 490"),
     "flashdepth-l": ModelSpec(
-        ModelConfig(name="flashdepth-l", vit=VIT_L, dpt=DPT_L, temporal=TEMPORAL_L),
+        ModelConfig(name="flashdepth-l", vit=VIT_L, dpt=DPT_L, temporal=TEMPORAL_L, input=SHORT_518),
         HubFile(FLASHDEPTH_REPO, "flashdepth-l/iter_10001.pth"),
-        "FlashDepth-L: ViT-L, Mamba after the last DPT layer", 518),
+        "FlashDepth-L: ViT-L, Mamba after the last DPT layer"),
     "flashdepth-s": ModelSpec(
-        ModelConfig(name="flashdepth-s", vit=VIT_S, dpt=DPT_S, temporal=TEMPORAL_S),
+        ModelConfig(name="flashdepth-s", vit=VIT_S, dpt=DPT_S, temporal=TEMPORAL_S, input=NATIVE),
         HubFile(FLASHDEPTH_REPO, "flashdepth-s/iter_14001.pth"),
-        "FlashDepth-S: ViT-S, Mamba after DPT layer 1", "native"),
+        "FlashDepth-S: ViT-S, Mamba after DPT layer 1"),
     "depth-anything-v2-small": ModelSpec(
-        ModelConfig(name="depth-anything-v2-small", vit=VIT_S, dpt=DPT_S),
+        ModelConfig(name="depth-anything-v2-small", vit=VIT_S, dpt=DPT_S, input=SHORT_518),
         HubFile("depth-anything/Depth-Anything-V2-Small", "depth_anything_v2_vits.pth"),
-        "Depth Anything V2 ViT-S (per frame, no temporal state)", 518),
+        "Depth Anything V2 ViT-S (per frame, no temporal state)"),
     "depth-anything-v2-base": ModelSpec(
-        ModelConfig(name="depth-anything-v2-base", vit=VIT_B, dpt=DPT_B),
+        ModelConfig(name="depth-anything-v2-base", vit=VIT_B, dpt=DPT_B, input=SHORT_518),
         HubFile("depth-anything/Depth-Anything-V2-Base", "depth_anything_v2_vitb.pth"),
-        "Depth Anything V2 ViT-B (per frame, no temporal state)", 518),
+        "Depth Anything V2 ViT-B (per frame, no temporal state)"),
     "depth-anything-v2-large": ModelSpec(
-        ModelConfig(name="depth-anything-v2-large", vit=VIT_L, dpt=DPT_L),
+        ModelConfig(name="depth-anything-v2-large", vit=VIT_L, dpt=DPT_L, input=SHORT_518),
         HubFile("depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth"),
-        "Depth Anything V2 ViT-L (per frame, no temporal state)", 518),
+        "Depth Anything V2 ViT-L (per frame, no temporal state)"),
 }
 
 
@@ -76,7 +83,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _MODELS[name]
     except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}; choose one of: {', '.join(_MODELS)}") from None
+        raise UnknownModelError(name, list(_MODELS)) from None
 
 
 def get_config(name: str) -> ModelConfig:

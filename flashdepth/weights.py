@@ -12,6 +12,7 @@ stripped. Loading is ``strict=True``; a mismatch names the missing and unexpecte
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 import zipfile
@@ -21,6 +22,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from .config import ModelConfig, model_config_from_dict
+from .device import resolve_device
 from .errors import CheckpointError, ConfigError, WeightsNotFoundError
 from .registry import get_config, get_spec, list_models
 from .utils import first_line
@@ -125,28 +127,41 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 
 
 # ---------------------------------------------------------------------------------- detection
-def detect_variant(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mapping[str, Any]] = None) -> str | ModelConfig:
-    """The registered variant a state dict was saved from, or the stored config of ours."""
+@functools.cache
+def registry_layout(name: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a registered model's state dict (built on the meta device: no memory)."""
+    from .models import FlashDepth
+
+    with torch.device("meta"):
+        model = FlashDepth(get_config(name))
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _layout_differences(layout: Mapping[str, tuple], state_dict: Mapping[str, torch.Tensor]) -> int:
+    keys = set(layout) ^ set(state_dict)
+    shapes = sum(1 for k in set(layout) & set(state_dict) if tuple(state_dict[k].shape) != layout[k])
+    return len(keys) + shapes
+
+
+def detect_variant(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mapping[str, Any]] = None) -> ModelConfig:
+    """The config of the model a state dict was saved from.
+
+    Ours store their config. Others (the published FlashDepth and Depth Anything V2 files) are
+    matched, key by key and shape by shape, against every registered model.
+    """
     meta = meta or {}
     if meta.get("format") == FORMAT and isinstance(meta.get("config"), Mapping):
         try:
             return model_config_from_dict(meta["config"])
         except ConfigError as e:
             raise CheckpointError(f"the checkpoint's stored config is invalid: {e}") from None
-    cls = state_dict.get("pretrained.cls_token")
-    if cls is None:
-        raise CheckpointError("cannot tell which model these weights belong to (no 'pretrained.cls_token'); "
-                              f"pass the variant explicitly, one of: {', '.join(list_models())}")
-    width = cls.shape[-1]
-    if any(k.startswith("mamba.") for k in state_dict):
-        if any(k.startswith("teacher_model.") for k in state_dict):
-            return "flashdepth"
-        by_width = {384: "flashdepth-s", 1024: "flashdepth-l"}
-    else:
-        by_width = {384: "depth-anything-v2-small", 768: "depth-anything-v2-base", 1024: "depth-anything-v2-large"}
-    if width not in by_width:
-        raise CheckpointError(f"no registered model has a ViT of width {width}; pass the variant explicitly")
-    return by_width[width]
+    differences = {name: _layout_differences(registry_layout(name), state_dict) for name in list_models()}
+    closest = min(differences, key=differences.get)
+    if differences[closest] == 0:
+        return get_config(closest)
+    raise CheckpointError(f"these weights match no registered model (closest: {closest}, "
+                          f"{differences[closest]} keys or shapes differ); pass the model's config or a "
+                          f"registered variant explicitly (variant=...), one of: {', '.join(list_models())}")
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -181,20 +196,31 @@ def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig]
     from .models import FlashDepth
 
     state_dict, meta = read_checkpoint(path)
-    detected = detect_variant(state_dict, meta)
     if variant is None:
-        variant = detected
-    config = variant if isinstance(variant, ModelConfig) else get_config(variant)
+        config = detect_variant(state_dict, meta)
+        detected = config.name
+    else:
+        config = variant if isinstance(variant, ModelConfig) else get_config(variant)
+        try:
+            detected = detect_variant(state_dict, meta).name
+        except CheckpointError:
+            detected = "unrecognised"
     model = FlashDepth(config)
-    if (config.temporal is not None and config.fusion is None and isinstance(detected, str)
-            and detected.startswith("depth-anything-v2") and get_config(detected).vit == config.vit):
+    if config.temporal is not None and config.fusion is None and _is_single_frame_of(state_dict, model):
         # Depth Anything V2 -> FlashDepth-S/-L: every key but the temporal module must be there.
         check_fit(model, state_dict, f"{path} does not fit {config.name}", allow_missing_prefixes=("mamba.",))
         model.load_state_dict(state_dict, strict=False)
         return model
-    name = detected.name if isinstance(detected, ModelConfig) else detected
-    load_state_dict_into(model, state_dict, f"{path} ({name} weights) does not fit {config.name}")
+    load_state_dict_into(model, state_dict, f"{path} ({detected} weights) does not fit {config.name}")
     return model
+
+
+def _is_single_frame_of(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module) -> bool:
+    """True when ``state_dict`` is ``model`` without its temporal module (Depth Anything V2 weights
+    for a FlashDepth-S/-L model: the start of training)."""
+    own = model.state_dict()
+    return (not any(k.startswith("mamba.") for k in state_dict)
+            and {k for k in own if not k.startswith("mamba.")} == set(state_dict))
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, **extra: Any) -> Path:
@@ -245,21 +271,24 @@ def download_weights(name: str) -> Path:
             hub_logging.set_verbosity(verbosity)
 
 
-def load_model(name_or_path: str | Path, variant: Optional[str] = None,
+def load_model(name_or_path: str | Path, variant: Optional[str | ModelConfig] = None,
                device: Optional[str | torch.device] = None, dtype: Optional[torch.dtype] = None):
-    """Load a model ready for inference (eval mode).
+    """Load a model ready for inference: eval mode, parameters not requiring gradients (so a plain
+    ``model(frame, state)`` loop builds no autograd graph; training opts in).
 
-    ``name_or_path``: a registered name (``flashdepth``, ``flashdepth-l``, ``flashdepth-s``,
-    ``depth-anything-v2-small|base|large``), whose published weights are downloaded into the hub
-    cache, or a path to a checkpoint (``.pth`` / ``.pt`` / ``.safetensors``). ``variant`` forces the
-    model to build (detected from the keys otherwise). ``device`` defaults to CPU.
+    ``name_or_path``: a registered name (see :func:`flashdepth.list_models`), whose published
+    weights are downloaded into the hub cache, or a path to a checkpoint (``.pth`` / ``.pt`` /
+    ``.safetensors``). ``variant`` forces the model to build (detected from the keys otherwise).
+    ``device``: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``; defaults to CPU.
     """
+    target = resolve_device(device) if device is not None else None  # fails before any download
     if isinstance(name_or_path, str) and name_or_path in list_models() and not Path(name_or_path).exists():
         path = download_weights(name_or_path)
         variant = variant or name_or_path
     else:
         path = Path(name_or_path)
     model = model_from_checkpoint(path, variant)
-    if device is not None or dtype is not None:
-        model = model.to(device=device, dtype=dtype)
+    model.requires_grad_(False)
+    if target is not None or dtype is not None:
+        model = model.to(device=target, dtype=dtype)
     return model.eval()

@@ -138,6 +138,7 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(tmp_path, tiny_ckpt, capsys)
     tiny = write_images(tmp_path / "tiny", [make_frames(1)[0][:10, :10]])
     assert run(tiny, "-o", out, "--checkpoint", ckpt) == 2
     assert "too small" in _error_line(capsys)
+    assert not out.exists()  # a run that produced no frame leaves nothing behind (no empty depth.npy)
     good = write_images(tmp_path / "good", make_frames(1))
     assert run(good, "-o", out, "--checkpoint", ckpt, "--save", "raw,mp3") == 2
     assert "unknown output" in _error_line(capsys)
@@ -147,6 +148,11 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(tmp_path, tiny_ckpt, capsys)
     assert "cannot write to output folder" in _error_line(capsys)
     assert run(good, "-o", tmp_path / "bad-ckpt", "--checkpoint", tmp_path / "notes.mp4") == 2
     assert "not a PyTorch checkpoint" in _error_line(capsys)
+    assert not out.exists() and not (tmp_path / "bad-ckpt").exists()
+    out.mkdir()  # a folder that was there before a failed run stays, empty
+    assert run(tiny, "-o", out, "--checkpoint", ckpt) == 2
+    assert "too small" in _error_line(capsys) and out.is_dir() and not any(out.iterdir())
+    assert run(good, "-o", out, "--checkpoint", ckpt, "--save", "raw") == 0  # and a rerun is not blocked
 
 
 def test_existing_outputs_need_overwrite(tmp_path, tiny_ckpt, capsys):
@@ -164,7 +170,11 @@ def test_mixed_sizes_in_a_folder_are_refused_keeping_the_frames_done(tmp_path, t
     frames[2] = frames[2][:126]
     folder = write_images(tmp_path / "mixed", frames)
     assert run(folder, "-o", tmp_path / "out", "--checkpoint", ckpt, "--save", "raw,vis") == 2
-    assert "reset()" in _error_line(capsys) or "size changed" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    error = [line for line in captured.err.splitlines() if line.startswith("flashdepth: error:")]
+    assert len(error) == 1 and "frame 2" in error[0] and "126x196" in error[0] and "one size" in error[0]
+    assert "reset()" not in error[0]  # the command line speaks in its own terms, not the API's
+    assert "frames 2" in captured.out  # the summary of what was done is printed even on an error
     assert np.load(tmp_path / "out" / "depth.npy").shape == (2, 140, 196)
     assert len(decode_video(tmp_path / "out" / "depth.mp4")[0]) == 2
 
@@ -188,9 +198,9 @@ def test_truncated_video_keeps_valid_outputs(tmp_path, tiny_ckpt, capsys):
 
 
 def test_decode_error_mid_stream_finalises_outputs(tmp_path, tiny_ckpt):
-    from flashdepth.io import InputError, open_sinks
+    from flashdepth.io import InputError, OutputOptions, open_sinks
     from flashdepth.io.sources import Frame, Source
-    from flashdepth.pipeline import run_stream
+    from flashdepth.pipeline import StreamRun
     from flashdepth.session import DepthSession
 
     model, _ = tiny_ckpt
@@ -202,9 +212,11 @@ def test_decode_error_mid_stream_finalises_outputs(tmp_path, tiny_ckpt):
             raise InputError("in.mp4: stopped at frame 3, the video cannot be decoded further")
 
     src = Breaking()
-    sinks = open_sinks(tmp_path, ["raw", "vis"], src.fps, src.time_base, "turbo")
+    sinks = open_sinks(tmp_path, ["raw", "vis"], OutputOptions(src.fps, src.time_base, "turbo"))
+    run = StreamRun(src, DepthSession(model, device="cpu"), sinks)
     with pytest.raises(InputError, match="frame 3"):
-        run_stream(src, DepthSession(model, device="cpu"), sinks)
+        run.run()
+    assert run.stats.frames == 3
     assert np.load(tmp_path / "depth.npy").shape == (3, 140, 196)
     assert len(decode_video(tmp_path / "depth.mp4")[0]) == 3
 
@@ -222,8 +234,9 @@ def test_ctrl_c_finalises_outputs(tmp_path, tiny_ckpt):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    printed, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert "(interrupted)" in printed and "frame(s) done" in err  # the summary is printed on Ctrl-C too
     depth = np.load(npy, mmap_mode="r")
     assert depth.shape[0] >= 3
     assert len(decode_video(out / "depth.mp4")[0]) == depth.shape[0]

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from flashdepth.data import DatasetFolder, SequenceFolder
-from flashdepth.data.convert import convert
-from flashdepth.data.sequence import DatasetFormatError
+from flashdepth.data.datasets import convert
+from flashdepth.errors import DatasetFormatError
 
 H, W = 20, 30
 

@@ -92,4 +92,6 @@ def test_convert_command(tmp_path, capsys):
     np.save(src / "Disp0" / "00000.npy", np.ones((140, 196), np.float32))
     assert main(["convert", "unreal4k", str(tmp_path / "u"), str(tmp_path / "out")]) == 0
     assert json.loads(capsys.readouterr().out)["frames"] == 1
-    assert main(["convert", "kitti", str(tmp_path / "u"), str(tmp_path / "out")]) == 2
+    with pytest.raises(SystemExit) as exit_code:  # choices come from the dataset table
+        main(["convert", "kitti", str(tmp_path / "u"), str(tmp_path / "out")])
+    assert exit_code.value.code == 2 and "invalid choice: 'kitti'" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def test_per_frame_scale_jitter_shows_in_scale_std():
 def test_spilled_accumulator_equals_in_memory(tmp_path):
     gt = scene(t=5)
     pred = gt * 4 + np.random.default_rng(1).normal(0, 0.1, gt.shape)
-    acc = SequenceAccumulator(boundary=True, spill=True, spill_dir=str(tmp_path))
+    acc = SequenceAccumulator(spill=True, spill_dir=str(tmp_path))
     for p, g in zip(pred, gt):
         acc.add(p, g)
     spilled = acc.finish(lambda i: gt[i])

@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+import flashdepth
+
 from flashdepth.ops import attention as attn_ops
 from flashdepth.ops import ssd as ssd_ops
 
@@ -51,12 +53,11 @@ def test_ssd_float32_keeps_dtype_and_accuracy():
     assert (y32.double() - y64).norm() / y64.norm() < 1e-5
 
 
-def test_dispatch_uses_reference_on_cpu_and_when_forced(monkeypatch):
+def test_dispatch_uses_reference_on_cpu_and_when_not_fused():
     x, dt, A, B, C, D, s0 = (t.float() for t in _ssd_inputs(l=20))
     y_ref, _ = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=8)
     assert torch.equal(ssd_ops.ssd_scan(x, dt, A, B, C, D, s0, chunk_size=8)[0], y_ref)
-    monkeypatch.setenv("FLASHDEPTH_REFERENCE", "ssd")
-    assert torch.equal(ssd_ops.ssd_scan(x, dt, A, B, C, D, s0, chunk_size=8)[0], y_ref)
+    assert torch.equal(ssd_ops.ssd_scan(x, dt, A, B, C, D, s0, chunk_size=8, fused=False)[0], y_ref)
 
 
 @pytest.mark.parametrize("n,m", [(7, 7), (12, 5)])
@@ -66,15 +67,42 @@ def test_sdpa_attention_equals_reference(n, m):
     assert torch.allclose(attn_ops.attention(q, k, v), attn_ops.attention_reference(q, k, v), atol=1e-6)
 
 
-def test_force_reference_switch(monkeypatch):
-    from flashdepth.ops import force_reference
+def test_fast_path_choice_is_made_at_construction_and_switchable(monkeypatch):
+    from flashdepth import ops
+    from flashdepth.models import FlashDepth
 
-    monkeypatch.delenv("FLASHDEPTH_REFERENCE", raising=False)
-    assert not force_reference("attention")
+    from conftest import TINY
+
+    model = FlashDepth(TINY["full"])
+    assert model.fast_paths() == {"attention": True, "ssd": True}
+    with ops.reference_paths("attention"):
+        built = FlashDepth(TINY["full"])
+    assert built.fast_paths() == {"attention": False, "ssd": True}
+    assert FlashDepth(TINY["s"]).fast_paths()["attention"]  # the default is back after the block
+    model.set_fast_paths(attention=False, ssd=False)
+    assert model.fast_paths() == {"attention": False, "ssd": False}
+    # Reading the environment happens once, at import, never per call.
     monkeypatch.setenv("FLASHDEPTH_REFERENCE", "attention")
-    assert force_reference("attention") and not force_reference("ssd")
-    monkeypatch.setenv("FLASHDEPTH_REFERENCE", "1")
-    assert force_reference("ssd") and force_reference("attention")
+    assert ops.use_fast_path("attention") and ops._from_environment() == {"attention": False, "ssd": True}
+    monkeypatch.setenv("FLASHDEPTH_REFERENCE", "sdd")
+    with pytest.raises(flashdepth.UnknownNameError, match="sdd"):
+        ops._from_environment()
+    with pytest.raises(flashdepth.UnknownNameError, match="attn"):
+        model.set_fast_paths(attn=False)
+
+
+def test_reference_and_fast_attention_give_the_same_model_output():
+    from flashdepth.models import FlashDepth
+
+    from conftest import TINY, frames, randomize
+
+    model = randomize(FlashDepth(TINY["full"]).eval(), seed=2)
+    x = frames(2)
+    with torch.no_grad():
+        fast, _ = model.forward_sequence(x)
+        slow, _ = model.set_fast_paths(attention=False).forward_sequence(x)
+    assert model.fast_paths()["attention"] is False
+    assert (fast - slow).norm() / slow.norm() < 1e-5
 
 
 @pytest.mark.gpu

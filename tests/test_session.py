@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import flashdepth
 from flashdepth import FlashDepth, StreamStateError
 from flashdepth.preprocess import processing_size
 from flashdepth.session import DepthSession
@@ -33,14 +34,26 @@ def test_resolution_change_mid_stream_says_reset():
     assert session.step(make_frames(1, 154, 196)[0]).shape == (154, 196)
 
 
-@pytest.mark.parametrize("hw,policy,explicit,expected", [
-    ((532, 952), "native", False, (532, 952)),      # multiples of 14 within the cap: as is
-    ((540, 960), "native", False, (546, 966)),      # rounded to the nearest multiple, never below
-    ((1149, 2044), "native", False, (1162, 2044)),  # 1149 -> 1162 (ceil when rounding goes below)
-    ((2160, 3840), "native", False, (1162, 2044)),  # long side capped at 2044, then 1149 -> 1162
+@pytest.mark.parametrize("hw,short_side,explicit,expected", [
+    ((532, 952), 0, False, (532, 952)),      # native: multiples of 14 within the cap: as is
+    ((540, 960), 0, False, (546, 966)),      # rounded to the nearest multiple, never below
+    ((1149, 2044), 0, False, (1162, 2044)),  # 1149 -> 1162 (ceil when rounding goes below)
+    ((2160, 3840), 0, False, (1162, 2044)),  # long side capped at 2044, then 1149 -> 1162
     ((540, 960), 518, False, (518, 924)),           # short side 518
     ((532, 952), 518, True, (518, 924)),            # an explicit resolution always applies
     ((532, 952), 518, False, (532, 952)),
 ])
-def test_processing_size_policy(hw, policy, explicit, expected):
-    assert processing_size(*hw, policy, explicit=explicit) == expected
+def test_processing_size_policy(hw, short_side, explicit, expected):
+    assert processing_size(*hw, 14, short_side, explicit=explicit) == expected
+
+
+def test_processing_rule_comes_from_the_model_config_not_its_name():
+    from flashdepth.preprocess import model_processing_size
+
+    full = flashdepth.get_config("flashdepth")
+    renamed = full.replace(name="my-own-full-model")
+    assert model_processing_size(renamed, 540, 960) == model_processing_size(full, 540, 960) == (546, 966)
+    large = flashdepth.get_config("flashdepth-l").replace(name="custom")
+    assert model_processing_size(large, 540, 960) == (518, 924)
+    assert renamed.input.eval_preset == "2k" and large.input.eval_preset == "base"
+    assert model_processing_size(renamed, 540, 960, resolution=280) == (280, 504)

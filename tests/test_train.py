@@ -17,7 +17,7 @@ from flashdepth.data.sequence import DepthSpec, SequenceWriter, write_dataset_js
 from flashdepth.train import ClipDataset, DepthLoss, load_train_config
 from flashdepth.train.data import resample_target
 from flashdepth.weights import save_checkpoint
-from flashdepth_cli.train import train
+from flashdepth_cli.training import train
 
 from conftest import TINY, randomize
 from media import make_frames

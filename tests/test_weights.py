@@ -154,4 +154,4 @@ def test_detection_of_every_published_layout_on_meta():
     for name in flashdepth.list_models():
         with torch.device("meta"):
             state = flashdepth.create_model(name).state_dict()
-        assert detect_variant(state) == name
+        assert detect_variant(state) == flashdepth.get_config(name)

@@ -22,11 +22,11 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import FlashDepthError
+from ..errors import DatasetFormatError
 
 SEQUENCE_FORMAT = "flashdepth-sequence"
 DATASET_FORMAT = "flashdepth-dataset"
@@ -37,10 +37,6 @@ _SEQUENCE_KEYS = {"format", "version", "dataset", "sequence", "num_frames", "wid
                   "video", "depth", "mask", "intrinsics", "poses", "source_frames", "provenance"}
 _DEPTH_KEYS = {"kind", "dtype", "unit", "scale", "metric", "sparse", "clamp_min_depth"}
 _DATASET_KEYS = {"format", "version", "name", "source_url", "license", "citation", "splits"}
-
-
-class DatasetFormatError(FlashDepthError, ValueError):
-    """A sequence or dataset folder does not follow the format."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +152,6 @@ class SequenceFolder:
     def poses(self) -> Optional[np.ndarray]:
         path = self.path / "poses.txt"
         return np.loadtxt(path, ndmin=2).reshape(-1, 4, 4) if path.is_file() else None
-
-    def frames(self) -> Iterator[tuple[np.ndarray, Optional[np.ndarray]]]:
-        """(rgb, target or None) for every frame, one at a time."""
-        for i in range(self.num_frames):
-            yield self.rgb(i), (self.target(i) if self.has_depth else None)
 
     def validate(self) -> dict:
         """The checks of the format spec; returns counts and invalid/sky fractions."""

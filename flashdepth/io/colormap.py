@@ -1,30 +1,35 @@
-"""Colour maps for depth visualisation and a temporally stable normaliser.
+"""Colour maps for depth visualisation (matplotlib's published tables) and a stable normaliser.
 
-The maps are piecewise-linear through a few key colours (perceptually ordered dark -> bright
-for ``inferno``, blue -> red for ``turbo``); ``gray`` is linear. Normalisation uses running
+The maps are sampled from matplotlib at 256 entries, so ``inferno`` or ``Spectral_r`` here are
+exactly matplotlib's (``Spectral_r`` is Depth Anything's default). Normalisation uses running
 percentiles so a video does not flicker the way per-frame min/max scaling does.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-_KEYS = {
-    "inferno": [(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66),
-                (245, 125, 21), (250, 193, 39), (252, 255, 164)],
-    "turbo": [(48, 18, 59), (70, 107, 227), (40, 187, 236), (50, 242, 152), (164, 252, 60),
-              (237, 208, 58), (251, 128, 34), (210, 49, 5), (122, 4, 3)],
-    "gray": [(0, 0, 0), (255, 255, 255)],
-}
-COLORMAPS = tuple(_KEYS)
+from ..errors import MissingDependencyError, UnknownNameError
+
+#: the colour maps offered (names as matplotlib spells them); the CLI's choices come from here
+COLORMAPS = ("inferno", "turbo", "Spectral_r", "viridis", "magma", "gray")
 
 
+@functools.cache
 def lut(name: str) -> np.ndarray:
-    """(256, 3) uint8 lookup table."""
-    keys = np.asarray(_KEYS[name], dtype=np.float64)
-    where = np.linspace(0, 1, len(keys))
-    t = np.linspace(0, 1, 256)
-    return np.stack([np.interp(t, where, keys[:, c]) for c in range(3)], axis=1).round().astype(np.uint8)
+    """(256, 3) uint8 lookup table of colour map ``name``."""
+    if name not in COLORMAPS:
+        raise UnknownNameError("colour map", name, COLORMAPS)
+    try:
+        import matplotlib
+    except ImportError:
+        raise MissingDependencyError("colourised outputs", "matplotlib", "video") from None
+    rgba = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))  # (256, 4) floats in [0, 1]
+    table = (rgba[:, :3] * 255.0).round().astype(np.uint8)
+    table.flags.writeable = False  # shared between writers through the cache
+    return table
 
 
 class StableNormalizer:

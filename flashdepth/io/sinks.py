@@ -1,29 +1,40 @@
-"""Output writers. Each consumes (frame, depth) pairs one at a time and is valid after close().
+"""Output writers and the one table of output formats (:data:`OUTPUTS`).
 
-* ``raw``   -- ``depth.npy``: one (T, H, W) float32 array, appended frame by frame; the header is
-               rewritten on close (and after every frame's flush), so the file always holds exactly
-               the frames written and loads with ``numpy.load(..., mmap_mode="r")``.
-* ``vis``   -- ``depth.mp4``: colourised depth, H.264, the input's frame rate and timestamps.
-* ``sbs``   -- ``sbs.mp4``: input and colourised depth side by side.
-* ``png16`` -- ``png16/000000.png``: 16-bit PNG per frame; ``png16/scales.csv`` gives each
-               frame's scale, one line per frame (depth = png / scale).
-* ``exr``   -- ``exr/000000.exr``: float32 EXR per frame (channel Y; needs OpenEXR).
+Each writer consumes (frame, depth) pairs one at a time and is valid after ``close()``. Adding an
+output format is a writer class plus one row of :data:`OUTPUTS`; the command line's ``--save``
+choices and help come from the table, and unknown names are errors.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
+from ..errors import MissingDependencyError, UnknownNameError
 from .colormap import StableNormalizer, colorize, lut
 from .sources import Frame
 
-OUTPUTS = ("raw", "vis", "sbs", "png16", "exr")
-OUTPUT_FILES = {"raw": "depth.npy", "vis": "depth.mp4", "sbs": "sbs.mp4", "png16": "png16", "exr": "exr"}
 _HEADER_LEN = 128  # fixed .npy header length, so it can be rewritten in place
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What writers need beyond the frames: the source's timing and the user's choices."""
+
+    fps: Fraction = Fraction(30)
+    time_base: Fraction = Fraction(1, 30)
+    colormap: str = "inferno"
+
+
+class Sink(Protocol):
+    def write(self, frame: Frame, depth: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class RawDepthWriter:
@@ -59,19 +70,20 @@ class RawDepthWriter:
 class VideoWriter:
     """H.264 mp4 through PyAV, at the source's frame rate, with the source's timestamps."""
 
-    def __init__(self, path: Path, fps: Fraction, time_base: Fraction, colormap: str, side_by_side: bool):
-        self.path, self.fps, self.time_base = path, fps, time_base
-        self.table = lut(colormap)
+    def __init__(self, path: Path, options: OutputOptions, side_by_side: bool):
+        import av
+
+        self.av = av
+        self.path, self.fps, self.time_base = path, options.fps, options.time_base
+        self.table = lut(options.colormap)
         self.normalize = StableNormalizer()
         self.side_by_side = side_by_side
-        self.container = None
+        self.container = None  # opened at the first frame, when the size is known
         self.stream = None
         self.last_pts: Optional[int] = None
 
     def _open(self, width: int, height: int) -> None:
-        import av
-
-        self.container = av.open(str(self.path), mode="w")
+        self.container = self.av.open(str(self.path), mode="w")
         self.stream = self.container.add_stream("libx264", rate=self.fps)
         self.stream.width, self.stream.height = width + width % 2, height + height % 2  # yuv420p needs even sides
         self.stream.pix_fmt = "yuv420p"
@@ -79,8 +91,6 @@ class VideoWriter:
         self.stream.options = {"crf": "18", "preset": "veryfast"}
 
     def write(self, frame: Frame, depth: np.ndarray) -> None:
-        import av
-
         image = colorize(self.normalize(depth), self.table)  # (H, W, 3)
         if self.side_by_side:
             rgb = frame.image
@@ -95,7 +105,7 @@ class VideoWriter:
             self._open(w, h)
         if (h % 2) or (w % 2):
             image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        out = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        out = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         pts = frame.pts if frame.pts is not None else frame.index
         if self.last_pts is not None and pts <= self.last_pts:
             pts = self.last_pts + 1  # keep timestamps strictly increasing (some streams repeat them)
@@ -117,17 +127,18 @@ class Png16Writer:
     ``scales.csv`` (constant work per frame, whatever the length of the video)."""
 
     def __init__(self, folder: Path):
+        from PIL import Image
+
+        self.image = Image
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.scales = open(folder / "scales.csv", "w")
         self.scales.write("frame,scale\n")
 
     def write(self, frame: Frame, depth: np.ndarray) -> None:
-        from PIL import Image
-
         peak = float(depth.max())
         scale = 65535.0 / peak if peak > 0 else 1.0
-        Image.fromarray((depth * scale).round().clip(0, 65535).astype(np.uint16)).save(self.folder / f"{frame.index:06d}.png")
+        self.image.fromarray((depth * scale).round().clip(0, 65535).astype(np.uint16)).save(self.folder / f"{frame.index:06d}.png")
         self.scales.write(f"{frame.index},{scale!r}\n")
         self.scales.flush()
 
@@ -137,12 +148,8 @@ class Png16Writer:
 
 class ExrWriter:
     def __init__(self, folder: Path):
-        try:
-            import OpenEXR
-        except ImportError:
-            from ..errors import FlashDepthError
+        import OpenEXR
 
-            raise FlashDepthError("--save exr needs OpenEXR: pip install 'flashdepth[exr]'") from None
         self.openexr = OpenEXR
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -157,17 +164,61 @@ class ExrWriter:
         pass
 
 
-def open_sinks(outdir: Path, outputs: list[str], fps: Fraction, time_base: Fraction, colormap: str) -> list:
-    sinks = []
-    for name in outputs:
-        if name == "raw":
-            sinks.append(RawDepthWriter(outdir / OUTPUT_FILES["raw"]))
-        elif name == "vis":
-            sinks.append(VideoWriter(outdir / OUTPUT_FILES["vis"], fps, time_base, colormap, side_by_side=False))
-        elif name == "sbs":
-            sinks.append(VideoWriter(outdir / OUTPUT_FILES["sbs"], fps, time_base, colormap, side_by_side=True))
-        elif name == "png16":
-            sinks.append(Png16Writer(outdir / OUTPUT_FILES["png16"]))
-        elif name == "exr":
-            sinks.append(ExrWriter(outdir / OUTPUT_FILES["exr"]))
+@dataclass(frozen=True)
+class OutputFormat:
+    """One row of :data:`OUTPUTS`."""
+
+    name: str
+    path: str  # the file or folder it writes inside the output folder
+    description: str
+    open: Callable[[Path, OutputOptions], Sink]  # (its path, options) -> writer
+    needs: tuple[tuple[str, str, str], ...] = ()  # (module, pip package, flashdepth extra)
+
+    def check(self) -> None:
+        """Raise MissingDependencyError before a run starts rather than at its first frame."""
+        for module, package, extra in self.needs:
+            if importlib.util.find_spec(module) is None:
+                raise MissingDependencyError(f"the {self.name!r} output", package, extra)
+
+
+_VIDEO = (("av", "av", "video"), ("matplotlib", "matplotlib", "video"))
+
+OUTPUTS: dict[str, OutputFormat] = {f.name: f for f in (
+    OutputFormat("raw", "depth.npy", "(T, H, W) float32 inverse depth, appended per frame, loadable any time",
+                 lambda path, o: RawDepthWriter(path)),
+    OutputFormat("vis", "depth.mp4", "colourised depth video (H.264, the input's frame rate and timestamps)",
+                 lambda path, o: VideoWriter(path, o, side_by_side=False), _VIDEO),
+    OutputFormat("sbs", "sbs.mp4", "input and colourised depth side by side (H.264)",
+                 lambda path, o: VideoWriter(path, o, side_by_side=True), _VIDEO),
+    OutputFormat("png16", "png16", "16-bit PNG per frame + scales.csv (depth = png / scale)",
+                 lambda path, o: Png16Writer(path), (("PIL", "pillow", "video"),)),
+    OutputFormat("exr", "exr", "float32 OpenEXR per frame (channel Y)",
+                 lambda path, o: ExrWriter(path), (("OpenEXR", "OpenEXR", "exr"),)),
+)}
+
+
+def get_outputs(names: Sequence[str]) -> list[OutputFormat]:
+    """The formats named (duplicates dropped, order kept); unknown names and missing optional
+    dependencies are errors."""
+    formats = []
+    for name in dict.fromkeys(names):
+        if name not in OUTPUTS:
+            raise UnknownNameError("output", name, list(OUTPUTS))
+        OUTPUTS[name].check()
+        formats.append(OUTPUTS[name])
+    if not formats:
+        raise UnknownNameError("output", "", list(OUTPUTS))
+    return formats
+
+
+def open_sinks(outdir: Path, names: Sequence[str], options: OutputOptions = OutputOptions()) -> list[Sink]:
+    """One writer per output named, writing into ``outdir``."""
+    sinks: list[Sink] = []
+    try:
+        for fmt in get_outputs(names):
+            sinks.append(fmt.open(Path(outdir) / fmt.path, options))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
     return sinks

@@ -21,14 +21,10 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ..errors import FlashDepthError
+from ..errors import InputError
 from ..utils import first_line, natural_key
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-class InputError(FlashDepthError, ValueError):
-    """The input cannot be opened or decoded."""
 
 
 @dataclass
@@ -106,12 +102,13 @@ class AVSource(Source):
         self.fps = Fraction(rate)
         self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else 1 / self.fps
         self.frame_count = self.stream.frames or None
+        self.last_time: Optional[float] = None  # seconds of the last decoded frame
+        self.truncation: Optional[str] = None  # set when decoding ends well before the declared end
 
     def __iter__(self) -> Iterator[Frame]:
         import av
 
         index = 0
-        self.last_time: Optional[float] = None
         try:
             for frame in self.container.decode(self.stream):
                 yield Frame(frame.to_ndarray(format="rgb24"), index, pts=frame.pts)
@@ -123,15 +120,15 @@ class AVSource(Source):
                              f"({first_line(e)})") from None
         if index == 0:
             raise InputError(f"{self.name} has no decodable frames")
-        self._truncation = self._check_truncation()
+        self.truncation = self._check_truncation()
 
     def truncation_warning(self) -> Optional[str]:
-        return getattr(self, "_truncation", None)
+        return self.truncation
 
     def _check_truncation(self) -> Optional[str]:
         """A note when decoding ended well before the duration the container declares."""
         declared = self.container.duration
-        last = getattr(self, "last_time", None)
+        last = self.last_time
         if self.live or not declared or last is None:
             return None
         start = (self.stream.start_time or 0) * self.time_base

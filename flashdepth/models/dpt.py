@@ -1,22 +1,20 @@
-"""The DPT decoder of Depth Anything V2, with a hook where a temporal module can sit.
+"""The DPT decoder of Depth Anything V2, run stage by stage so a temporal module can sit between.
 
-Level k of the decoder ("path") and its resolution relative to the ph x pw patch grid:
-path_4 at 1x, path_3 at 2x, path_2 at 4x, path_1 at 8x. Module names follow the published
-checkpoints (``depth_head.*``).
+Two numberings, each the published one: *paths* are numbered 1..4 from fine to coarse (path_4 at
+1x the ph x pw patch grid, path_3 at 2x, path_2 at 4x, path_1 at 8x; ``layer{k}_rn`` and
+``refinenet{k}`` belong to path k), and decoder *stages* 0..3 in the order they run (stage s
+produces path_{4-s}). Module names follow the published checkpoints (``depth_head.*``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import DPTConfig
-
-PathHook = Callable[[int, torch.Tensor], torch.Tensor]
-
 
 class ResidualConvUnit(nn.Module):
     def __init__(self, features: int):
@@ -74,34 +72,35 @@ class DPTHead(nn.Module):
         )
 
     def levels(self, tokens: Sequence[torch.Tensor], ph: int, pw: int,
-               which: Sequence[int] = (0, 1, 2, 3)) -> dict[int, torch.Tensor]:
-        """ViT tokens (B, ph*pw, D) per level -> {level: (B, features, h_k, w_k)} for ``which``."""
+               paths: Sequence[int] = (1, 2, 3, 4)) -> dict[int, torch.Tensor]:
+        """ViT tokens (B, ph*pw, D), one per intermediate layer -> {k: (B, features, h_k, w_k)}.
+
+        Keys are path numbers as in the paper and the checkpoints: ``tokens[k - 1]`` goes through
+        ``projects[k - 1]``, ``resize_layers[k - 1]`` and ``layer{k}_rn`` and feeds path_k.
+        """
         out = {}
-        for i in which:
-            t = tokens[i]
+        for k in paths:
+            t = tokens[k - 1]
             x = t.transpose(1, 2).reshape(t.shape[0], t.shape[-1], ph, pw)  # (B, D, ph, pw)
-            x = self.resize_layers[i](self.projects[i](x))  # (B, oc_i, s_i*ph, s_i*pw)
-            out[i] = getattr(self.scratch, f"layer{i + 1}_rn")(x)  # (B, features, ...)
+            x = self.resize_layers[k - 1](self.projects[k - 1](x))  # (B, oc, s_k*ph, s_k*pw)
+            out[k] = getattr(self.scratch, f"layer{k}_rn")(x)  # (B, features, ...)
         return out
 
-    def path4(self, layers: dict[int, torch.Tensor]) -> torch.Tensor:
-        """refinenet4 on the coarsest level, upsampled to level 3's size (the patch grid)."""
-        return self.scratch.refinenet4(layers[3], size=layers[2].shape[-2:])  # (B, f, ph, pw)
+    def refine(self, stage: int, path: Optional[torch.Tensor], levels: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Decoder stage ``stage`` (0..3, in the order the decoder runs) -> path_{4 - stage}.
 
-    def decode(self, layers: dict[int, torch.Tensor], path_4: Optional[torch.Tensor] = None,
-               hook: Optional[PathHook] = None) -> torch.Tensor:
-        """Run the refinenets from path_4 down to path_1 (B, f, 8ph, 8pw).
-
-        ``hook(k, path)`` replaces path_4 (k=0), path_3 (1), path_2 (2) or path_1 (3) right after
-        its refinenet; the temporal module is attached here.
+        Stage 0 is refinenet4 on level 4 alone (path_4 at the patch grid); stage s > 0 fuses the
+        previous path with level 4 - s in refinenet{4 - s} and upsamples to the next level's size
+        (path_3 at 2x, path_2 at 4x, path_1 at 8x the grid). The published configs place the
+        temporal module by this stage index (``mamba_in_dpt_layer``).
         """
-        hook = hook or (lambda k, x: x)
-        s = self.scratch
-        path = self.path4(layers) if path_4 is None else path_4
-        path = hook(0, path)
-        path = hook(1, s.refinenet3(path, layers[2], size=layers[1].shape[-2:]))  # 2x grid
-        path = hook(2, s.refinenet2(path, layers[1], size=layers[0].shape[-2:]))  # 4x grid
-        return hook(3, s.refinenet1(path, layers[0]))  # 8x grid
+        k = 4 - stage
+        block = getattr(self.scratch, f"refinenet{k}")
+        if stage == 0:
+            return block(levels[4], size=levels[3].shape[-2:])  # (B, f, ph, pw)
+        if k == 1:
+            return block(path, levels[1])  # (B, f, 8ph, 8pw)
+        return block(path, levels[k], size=levels[k - 1].shape[-2:])  # (B, f, 2^(4-k) ph, ...)
 
     def head(self, path_1: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """path_1 (B, f, h1, w1) -> non-negative depth (B, height, width)."""

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..config import FusionConfig, ModelConfig
 from ..errors import InputShapeError, StreamStateError
+from ..ops import use_fast_path
 from .dpt import DPTHead
 from .fusion import HybridFusion
 from .temporal import TemporalModule
@@ -66,7 +67,7 @@ class Teacher(nn.Module):
         x = self.resize(x)
         ph, pw = x.shape[-2] // self.patch, x.shape[-1] // self.patch
         tokens = self.pretrained.intermediate_layers(x)
-        return self.depth_head.path4(self.depth_head.levels(tokens, ph, pw, which=(2, 3)))
+        return self.depth_head.refine(0, None, self.depth_head.levels(tokens, ph, pw, paths=(3, 4)))
 
 
 class FlashDepth(nn.Module):
@@ -102,6 +103,25 @@ class FlashDepth(nn.Module):
         while int(cells * scale * self.config.temporal.downsample) < 1:
             cells += 1
         return cells * p
+
+    def set_fast_paths(self, **enabled: Optional[bool]) -> "FlashDepth":
+        """Choose fast path or reference per op on this model, e.g. ``set_fast_paths(attention=False)``
+        (op names: :data:`flashdepth.ops.FAST_PATHS`; None leaves an op as it is)."""
+        for op, value in enabled.items():
+            use_fast_path(op)  # validates the name
+            for module in self.modules():
+                if value is not None and getattr(module, "fast_path_op", None) == op:
+                    module.fused = bool(value)
+        return self
+
+    def fast_paths(self) -> dict[str, bool]:
+        """op name -> whether every module of this model with that op runs its fast path."""
+        found: dict[str, list[bool]] = {}
+        for module in self.modules():
+            op = getattr(module, "fast_path_op", None)
+            if op is not None:
+                found.setdefault(op, []).append(module.fused)
+        return {op: all(flags) for op, flags in found.items()}
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute activations per transformer / Mamba block in the backward pass."""
@@ -140,27 +160,19 @@ class FlashDepth(nn.Module):
         ph, pw = height // self.patch_size, width // self.patch_size
 
         tokens = self.pretrained.intermediate_layers(x)  # 4 x (B*T, ph*pw, D)
-        layers = self.depth_head.levels(tokens, ph, pw)
-        path_4 = None
-        if self.config.fusion is not None:
-            path_4 = self.hybrid_fusion(self.depth_head.path4(layers), self.teacher_model(x))
-
+        levels = self.depth_head.levels(tokens, ph, pw)  # {k: (B*T, f, h_k, w_k)}
+        temporal_stage = self.config.temporal.dpt_layer if self.config.temporal is not None else None
         new_state = None
-        hook = None
-        if self.config.temporal is not None:
-            where = self.config.temporal.dpt_layer
-            prev = None if state is None else state.ssm
-
-            def hook(k: int, path: torch.Tensor) -> torch.Tensor:
-                nonlocal new_state
-                if k != where:
-                    return path
-                out, ssm = self.mamba(path.reshape(b, t, *path.shape[1:]), prev)  # (B, T, C, h, w)
+        path = None
+        for stage in range(4):
+            path = self.depth_head.refine(stage, path, levels)  # path_{4 - stage}
+            if stage == 0 and self.config.fusion is not None:
+                path = self.hybrid_fusion(path, self.teacher_model(x))  # (B*T, f, ph, pw)
+            if stage == temporal_stage:
+                out, ssm = self.mamba(path.reshape(b, t, *path.shape[1:]), None if state is None else state.ssm)
+                path = out.reshape(path.shape)  # (B*T, f, h, w)
                 new_state = StreamState(ssm, (0 if state is None else state.frames) + t)
-                return out.reshape(path.shape)
-
-        path_1 = self.depth_head.decode(layers, path_4=path_4, hook=hook)  # (B*T, f, 8ph, 8pw)
-        depth = self.depth_head.head(path_1, ph * self.patch_size, pw * self.patch_size)  # (B*T, H, W)
+        depth = self.depth_head.head(path, ph * self.patch_size, pw * self.patch_size)  # (B*T, H, W)
         return depth.reshape(b, t, height, width), new_state
 
     def _check_input(self, channels: int, height: int, width: int) -> None:

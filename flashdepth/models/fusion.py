@@ -11,13 +11,17 @@ import torch
 import torch.nn as nn
 
 from ..config import FusionConfig
+from ..ops import use_fast_path
 from ..ops.attention import attention
 
 
 class CrossAttention(nn.Module):
+    fast_path_op = "attention"  # the op whose fast path ``fused`` selects
+
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
+        self.fused = use_fast_path(self.fast_path_op)  # decided once; FlashDepth.set_fast_paths changes it
         self.q = nn.Linear(dim, dim, bias=False)
         self.kv = nn.Linear(dim, dim * 2, bias=False)  # k = first dim outputs, v = the rest
         self.proj = nn.Linear(dim, dim, bias=True)
@@ -27,7 +31,7 @@ class CrossAttention(nn.Module):
         m, hd = ctx.shape[1], c // self.num_heads
         q = self.q(x).reshape(b, n, self.num_heads, hd).transpose(1, 2)  # (B, heads, N, hd)
         kv = self.kv(ctx).reshape(b, m, 2, self.num_heads, hd).permute(2, 0, 3, 1, 4)  # (2, B, heads, M, hd)
-        out = attention(q, kv[0], kv[1])  # (B, heads, N, hd)
+        out = attention(q, kv[0], kv[1], self.fused)  # (B, heads, N, hd)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import TemporalConfig
+from ..ops import use_fast_path
 from ..ops.ssd import ssd_scan
 
 
@@ -73,11 +74,14 @@ class GatedRMSNorm(nn.Module):
 class Mamba2(nn.Module):
     """Mamba2 mixer over the tokens of T consecutive frames, the SSM state carried between them."""
 
+    fast_path_op = "ssd"  # the op whose fast path ``fused`` selects
+
     def __init__(self, d_model: int, cfg: TemporalConfig):
         super().__init__()
         self.d_inner = cfg.expand * d_model
         self.d_state, self.d_conv, self.ngroups = cfg.d_state, cfg.d_conv, cfg.ngroups
         self.headdim, self.chunk_size = cfg.headdim, cfg.chunk_size
+        self.fused = use_fast_path(self.fast_path_op)  # decided once; FlashDepth.set_fast_paths changes it
         self.nheads = self.d_inner // cfg.headdim
         conv_dim = self.d_inner + 2 * cfg.ngroups * cfg.d_state
         self.dt_bias = nn.Parameter(torch.empty(self.nheads))
@@ -116,7 +120,7 @@ class Mamba2(nn.Module):
             dt, A,
             bm.reshape(b, t * l, self.ngroups, self.d_state),  # (B, T*L, G, N)
             cm.reshape(b, t * l, self.ngroups, self.d_state),
-            D=self.D, initial_state=state, chunk_size=self.chunk_size,
+            D=self.D, initial_state=state, chunk_size=self.chunk_size, fused=self.fused,
         )
         y = self.norm(y.reshape(b, t, l, self.d_inner), z)  # (B, T, L, d_inner)
         return self.out_proj(y), state

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ViTConfig
+from ..ops import use_fast_path
 from ..ops.attention import attention
 
 
@@ -26,16 +27,19 @@ class PatchEmbed(nn.Module):
 
 
 class SelfAttention(nn.Module):
+    fast_path_op = "attention"  # the op whose fast path ``fused`` selects
+
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
+        self.fused = use_fast_path(self.fast_path_op)  # decided once; FlashDepth.set_fast_paths changes it
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = attention(qkv[0], qkv[1], qkv[2])  # (B, heads, N, head_dim)
+        out = attention(qkv[0], qkv[1], qkv[2], self.fused)  # (B, heads, N, head_dim)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 

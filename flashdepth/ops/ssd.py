@@ -6,20 +6,19 @@ Per head, with decay ``a_t = A * dt_t`` (A < 0, dt >= 0):
     y_t = C_t h_t + D * x_t
 
 ``ssd_scan_reference`` computes this in chunks of ``chunk_size`` tokens: inside a chunk as a
-masked, decayed "attention" (C B^T), across chunks by carrying the state. ``ssd_scan`` uses
-``mamba_ssm``'s Triton kernel on CUDA when it is installed, and the reference otherwise (or when
-``FLASHDEPTH_REFERENCE`` names ``ssd``). ``ssd_scan_naive`` is the token-by-token recurrence,
-kept as the ground truth that tests compare both against.
+masked, decayed "attention" (C B^T), across chunks by carrying the state. ``ssd_scan(...,
+fused=True)`` uses ``mamba_ssm``'s Triton kernel for CUDA tensors when it is installed (looked up
+once), and the reference otherwise. ``ssd_scan_naive`` is the token-by-token recurrence, kept as
+the ground truth that tests compare both against.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
-
-from . import force_reference
 
 Tensor = torch.Tensor
 
@@ -140,6 +139,7 @@ def ssd_scan_naive(
     return _skip(y, x, D), state
 
 
+@functools.cache
 def _mamba_ssm_kernel():
     try:
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
@@ -161,11 +161,12 @@ def ssd_scan(
     D: Optional[Tensor] = None,
     initial_state: Optional[Tensor] = None,
     chunk_size: int = 256,
+    fused: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Dispatching SSD scan; see :func:`ssd_scan_reference` for the contract."""
-    if force_reference("ssd") or not fast_path_available(x.device):
+    kernel = _mamba_ssm_kernel() if fused and x.is_cuda else None
+    if kernel is None:
         return ssd_scan_reference(x, dt, A, B, C, D, initial_state, chunk_size)
-    kernel = _mamba_ssm_kernel()
     init = None if initial_state is None else initial_state.float().contiguous()
     y, final = kernel(x.contiguous(), dt.float().contiguous(), A.float(), B.contiguous(), C.contiguous(),
                       chunk_size, D=D, initial_states=init, return_final_states=True)

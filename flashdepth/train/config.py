@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..config import ModelConfig, from_dict
+from ..config import ModelConfig, from_dict, to_plain
+from ..data.datasets import DATASETS
 from ..errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -20,16 +21,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-#: published clip strides (stage-1 'base' / stage-2 '2k' differ only for MVS-Synth)
-DEFAULT_STRIDES = {"mvs-synth": 1, "spring": 2, "dynamicreplica": 2, "tartanair": 2, "pointodyssey": 2,
-                   "sintel": 1, "eth3d": 1, "waymo": 1, "urbansyn": 1, "unreal4k": 2}
-
-
 @dataclass(frozen=True)
 class DataConfig:
     root: str = "data"  # holds one converted <dataset>/ folder per name below
     datasets: tuple[str, ...] = ("mvs-synth", "dynamicreplica", "tartanair", "pointodyssey", "spring")
-    strides: tuple[int, ...] = ()  # one per dataset; empty = the published strides
+    strides: tuple[int, ...] = ()  # one per dataset; empty = each dataset's published stride
     random_stride: bool = False  # draw the stride of each clip from 1..stride (off in the paper's code)
     clip_length: int = 5
     crop: str = "center"  # "center": cover-resize + centre crop (stage 1); "random": one random crop per clip
@@ -44,7 +40,8 @@ class DataConfig:
     def stride_of(self, i: int) -> int:
         if self.strides:
             return self.strides[i]
-        return DEFAULT_STRIDES.get(self.datasets[i], 1)
+        name = self.datasets[i]
+        return DATASETS[name].clip_stride if name in DATASETS else 1
 
 
 @dataclass(frozen=True)
@@ -95,9 +92,7 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict:
-        from ..config import _to_plain
-
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
 
 def _parse_value(text: str) -> Any:

@@ -1,7 +1,8 @@
 """Training clips from sequence folders.
 
 One item = T frames of one sequence at a fixed stride around an anchor frame, as the published
-loaders sample them, with these documented differences (``shared/spec/datasets.md`` section 4):
+loaders sample them, with these documented differences (``docs/datasets.md``, "Where we differ
+from the official loaders"):
 
 * every frame of every sequence is an anchor; the window lies after or before the anchor (a coin
   flip when both fit); windows always lie fully inside the sequence (B6: a sequence too short for
@@ -27,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..config import InputConfig
 from ..data.sequence import DatasetFolder, SequenceFolder
-from ..preprocess import IMAGENET_MEAN, IMAGENET_STD
+from ..preprocess import normalise, to_float_rgb
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,17 @@ class Anchor:
 class ClipDataset(Dataset):
     def __init__(self, sequences: Sequence[SequenceFolder], stride: int, clip_length: int = 5,
                  crop: str = "center", crop_size: tuple[int, int] = (518, 518), random_stride: bool = False,
-                 seed: int = 0, name: str = ""):
+                 seed: int = 0, name: str = "", input_config: InputConfig = InputConfig()):
+        """``input_config``: the trained model's normalisation (frames are fed exactly as
+        streaming and evaluation feed them)."""
         self.sequences = [s for s in sequences if len(s) >= clip_length and s.has_depth]
-        self.skipped = len(sequences) - len(self.sequences)
         self.anchors = [Anchor(i, f) for i, s in enumerate(self.sequences) for f in range(len(s))]
         if not self.anchors:
             raise ValueError(f"{name or 'dataset'}: no sequence with ground truth and at least {clip_length} frames")
         self.stride, self.clip_length = stride, clip_length
         self.crop, self.crop_size, self.random_stride = crop, tuple(crop_size), random_stride
         self.seed, self.epoch, self.name = seed, 0, name
+        self.input_config = input_config
 
     @classmethod
     def from_folder(cls, path: str | Path, split: str, **kwargs) -> "ClipDataset":
@@ -94,18 +98,10 @@ class ClipDataset(Dataset):
             x0 = int(rng.integers(0, size[1] - tw + 1))
         video, target = [], []
         for i in frames:
-            video.append(_rgb(seq.rgb(i), size)[:, y0:y0 + th, x0:x0 + tw])
+            rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, h, w) in [0, 1]
+            video.append(normalise(rgb, size, self.input_config)[0, :, y0:y0 + th, x0:x0 + tw])
             target.append(resample_target(torch.from_numpy(seq.target(i)), size)[y0:y0 + th, x0:x0 + tw])
         return torch.stack(video), torch.stack(target)  # (T, 3, th, tw), (T, th, tw)
-
-
-def _rgb(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255.0  # (1, 3, H, W)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std)[0]
 
 
 def resample_target(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -128,13 +124,13 @@ def resample_target(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     return out[0, 0].float()
 
 
-def make_train_datasets(config, seed: int) -> list[ClipDataset]:
-    """One ClipDataset per configured dataset, in config order."""
+def make_train_datasets(config, seed: int, input_config: InputConfig = InputConfig()) -> list[ClipDataset]:
+    """One ClipDataset per configured dataset, in config order, normalised for ``input_config``."""
     root = Path(config.data.root)
     out = []
     for i, name in enumerate(config.data.datasets):
         out.append(ClipDataset.from_folder(root / name, config.data.split, stride=config.data.stride_of(i),
                                            clip_length=config.data.clip_length, crop=config.data.crop,
                                            crop_size=config.data.crop_size, random_stride=config.data.random_stride,
-                                           seed=seed))
+                                           seed=seed, input_config=input_config))
     return out

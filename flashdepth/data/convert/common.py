@@ -8,7 +8,8 @@ from typing import Iterable, Optional
 import numpy as np
 
 from ...utils import natural_key
-from ..sequence import DatasetFormatError, DepthSpec, SequenceWriter, write_dataset_json
+from ...errors import DatasetFormatError
+from ..sequence import DepthSpec, SequenceWriter, write_dataset_json
 
 
 def files(folder: Path, suffixes: Iterable[str]) -> list[Path]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sequence import DatasetFormatError
+from ...errors import DatasetFormatError
 from .common import (DepthSpec, SequenceWriter, files, finish, invalid_to_nan, list_scenes, provenance, read_exr,
                      require)
 

@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -28,10 +29,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from flashdepth.errors import ConfigError
+from flashdepth.models import FlashDepth
 from flashdepth.train import DepthLoss, build_model, build_optimizer, load_train_config, warmup_schedule
 from flashdepth.train.data import make_train_datasets
 from flashdepth.train.setup import apply_freezing
-from flashdepth.weights import read_checkpoint, save_checkpoint
+from flashdepth.weights import detect_variant, read_checkpoint, save_checkpoint
 
 
 class _Indices(Sampler):
@@ -132,83 +135,136 @@ def train(config_path: Optional[str], overrides: list[str], resume: Optional[str
             dist.destroy_process_group()
 
 
-def _train(config, world: int, rank: int, device: torch.device, resume: Optional[str]) -> int:
-    out = Path(config.out_dir)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+#: settings that fix which clips each step sees: a resume must keep them, or the data order changes
+_DATA_ORDER = ("batch_size", "seed", "world_size", "data.datasets", "data.strides", "data.clip_length", "data.split",
+               "data.random_stride")
+
+
+def _data_order(config, world: int) -> dict:
+    plain = {**config.to_dict(), "world_size": world}
+    out = {}
+    for key in _DATA_ORDER:
+        value = plain
+        for part in key.split("."):
+            value = value[part]
+        out[key] = value
+    return out
+
+
+@dataclass
+class _Run:
+    """What a training run carries from step to step."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    start: int  # the first step to run
+    frozen: list
+
+
+def _build(config, world: int, rank: int, device: torch.device, resume: Optional[str]) -> _Run:
+    """The model, optimizer and schedule, fresh (from the recipe's init) or resumed.
+
+    A resume is self-contained: the model is rebuilt from the config stored in the checkpoint,
+    so the recipe's ``init`` files need not exist any more.
+    """
     torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
+    meta = None
+    if resume:
+        state, meta = read_checkpoint(resume)
+        if "optimizer" not in meta or "step" not in meta:
+            raise ConfigError(f"{resume} is a model file, not a training checkpoint (no optimizer state); "
+                              "to start from its weights use init=PATH instead of --resume")
+        saved = meta.get("data_order")
+        if saved is not None and saved != _data_order(config, world):
+            changed = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in _data_order(config, world).items() if saved.get(k) != v]
+            raise ConfigError(f"cannot resume {resume} exactly: {'; '.join(changed)} changed the order of the training "
+                              "clips; resume with the original settings, or start a new run with init=" + resume)
+        model = FlashDepth(detect_variant(state, meta))
+        model.load_state_dict(state, strict=True)
+    else:
+        model = build_model(config)
+    model = model.to(device)
+    model.requires_grad_(True)  # training opts in (loaded models do not build graphs)
     frozen = apply_freezing(model, config.freeze)
     model.set_grad_checkpointing(config.grad_checkpointing)
     model.train()
     optimizer = build_optimizer(model, config)
     scheduler = warmup_schedule(optimizer, config.optim.warmup_steps)
     start = 0
-    if resume:
-        state, meta = read_checkpoint(resume)
-        model.load_state_dict(state, strict=True)
+    if meta is not None:
         optimizer.load_state_dict(meta["optimizer"])
         scheduler.load_state_dict(meta["scheduler"])
         start = int(meta["step"])
         _log(rank, f"resumed from {resume} at step {start}")
+    return _Run(model, optimizer, scheduler, start, frozen)
+
+
+def _optimizer_step(run: _Run, loss: torch.Tensor, config, scaler, rank: int, step: int) -> None:
+    """Backward, clip, and step unless the loss or the gradient is not finite (then say so)."""
+    optimizer = run.optimizer
+    optimizer.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler else loss).backward()
+    if scaler:
+        scaler.unscale_(optimizer)
+    params = [p for p in run.model.parameters() if p.grad is not None]
+    max_norm = config.optim.grad_clip if config.optim.grad_clip > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    # Gradients are all-reduced, so every process sees the same norm and takes the same decision.
+    if not torch.isfinite(loss.detach()) or not torch.isfinite(grad_norm):
+        what = "loss" if not torch.isfinite(loss.detach()) else "gradient"
+        print(f"rank {rank}: step {step} skipped: non-finite {what} (loss {loss.item():.4g}, grad norm "
+              f"{grad_norm.item():.4g})", file=sys.stderr, flush=True)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler:
+            scaler.update()
+    elif scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    run.scheduler.step()
+
+
+def _train(config, world: int, rank: int, device: torch.device, resume: Optional[str]) -> int:
+    out = Path(config.out_dir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    run = _build(config, world, rank, device, resume)
+    model = run.model
     loss_module = DepthLoss(model, config.loss).to(device)
     step_fn = DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else loss_module
-    datasets = make_train_datasets(config, config.seed)
+    datasets = make_train_datasets(config, config.seed, model.config.input)
     sources = [StepBatches(d, config.batch_size, world, rank, config.seed, config.data.num_workers) for d in datasets]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    _log(rank, f"training {model.config.name}: {trainable:,} trainable parameters ({len(frozen)} tensors frozen), "
+    _log(rank, f"training {model.config.name}: {trainable:,} trainable parameters ({len(run.frozen)} tensors frozen), "
                f"{world} process(es), datasets {', '.join(f'{d.name} ({len(d)} clips)' for d in datasets)}")
     use_amp = device.type == "cuda" and config.precision != "fp32"
     amp_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda") if use_amp and config.precision == "fp16" else None
-    digests = open(out / f"digests-rank{rank}.txt", "a") if config.check_sync else None
+    # one digest file per run (a resume starts its own), so runs never mix
+    digests = open(out / f"digests-rank{rank}.txt", "w") if config.check_sync else None
     t0, done = time.perf_counter(), 0
-    for step in range(start, config.steps):
+    for step in range(run.start, config.steps):
         which = step % len(sources)
         video, target = sources[which].batch(step // len(sources))
         video, target = video.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
-        with autocast:
+        with torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext():
             loss = step_fn(video, target)
-        optimizer.zero_grad(set_to_none=True)
-        (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.unscale_(optimizer)
-        params = [p for p in model.parameters() if p.grad is not None]
-        max_norm = config.optim.grad_clip if config.optim.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        # Gradients are all-reduced, so every process sees the same norm and takes the same decision.
-        if not torch.isfinite(loss.detach()) or not torch.isfinite(grad_norm):
-            print(f"rank {rank}: step {step} skipped: non-finite {'loss' if not torch.isfinite(loss.detach()) else 'gradient'} "
-                  f"(loss {loss.item():.4g}, grad norm {grad_norm.item():.4g})", file=sys.stderr, flush=True)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler:
-                scaler.update()
-        else:
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-        scheduler.step()
+        _optimizer_step(run, loss, config, scaler, rank, step)
         done += 1
         n = step + 1
         if digests is not None:
             digests.write(f"{n} {_digest(model)}\n")
             digests.flush()
         if n % config.log_every == 0 or n == config.steps:
-            value = loss.detach().float().clone()
-            if world > 1:
-                dist.all_reduce(value)
-                value /= world
-            rate = done / (time.perf_counter() - t0)
-            _log(rank, f"step {n} loss {value.item():.4f} ({datasets[which].name}) lr_vit "
-                       f"{optimizer.param_groups[0]['lr']:.2e} {rate:.2f} steps/s")
+            _log_loss(loss, world, rank, n, datasets[which].name, run.optimizer, done / (time.perf_counter() - t0))
         if config.save_every and (n % config.save_every == 0 or n == config.steps) and rank == 0:
-            path = save_checkpoint(model, out / f"step_{n:07d}.pth", optimizer=optimizer.state_dict(),
-                                   scheduler=scheduler.state_dict(), step=n, train_config=config.to_dict())
+            path = save_checkpoint(model, out / f"step_{n:07d}.pth", optimizer=run.optimizer.state_dict(),
+                                   scheduler=run.scheduler.state_dict(), step=n, train_config=config.to_dict(),
+                                   data_order=_data_order(config, world))
             _log(rank, f"saved {path}")
         if config.val_every and n % config.val_every == 0:
             if rank == 0:
@@ -220,3 +276,12 @@ def _train(config, world: int, rank: int, device: torch.device, resume: Optional
     if world > 1:
         dist.barrier()  # no process tears the group down while another still uses it
     return 0
+
+
+def _log_loss(loss: torch.Tensor, world: int, rank: int, step: int, dataset: str, optimizer, rate: float) -> None:
+    value = loss.detach().float().clone()
+    if world > 1:
+        dist.all_reduce(value)  # every rank takes part; rank 0 prints the mean
+        value /= world
+    _log(rank, f"step {step} loss {value.item():.4f} ({dataset}) lr_vit {optimizer.param_groups[0]['lr']:.2e} "
+               f"{rate:.2f} steps/s")
