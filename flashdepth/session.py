@@ -19,6 +19,32 @@ from .preprocess import model_processing_size, normalise, resize_depth, to_float
 FrameLike = Union[np.ndarray, torch.Tensor]
 
 
+class PinnedStaging:
+    """Host-to-GPU copies through one reused pinned buffer, asynchronous on the current stream.
+
+    The copy of frame t overlaps whatever the GPU is still doing; before the buffer is refilled
+    with frame t+1 the host waits only for copy t (an event), never for the whole device.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.buffer: Optional[torch.Tensor] = None
+        self.copied: Optional[torch.cuda.Event] = None
+
+    def to_device(self, frame: torch.Tensor) -> torch.Tensor:
+        if frame.device.type != "cpu":
+            return frame.to(self.device)
+        if self.buffer is None or self.buffer.shape != frame.shape or self.buffer.dtype != frame.dtype:
+            self.buffer = torch.empty(frame.shape, dtype=frame.dtype, pin_memory=True)
+        elif self.copied is not None:
+            self.copied.synchronize()  # the previous frame has left the buffer
+        self.buffer.copy_(frame)
+        out = self.buffer.to(self.device, non_blocking=True)
+        self.copied = torch.cuda.Event()
+        self.copied.record()
+        return out
+
+
 class DepthSession:
     """One stream through a model. Not thread-safe; use one session per stream.
 
@@ -42,6 +68,7 @@ class DepthSession:
         self.input_size: Optional[tuple[int, int]] = None  # (H, W) of the stream's frames
         self.size: Optional[tuple[int, int]] = None  # (H, W) the model sees
         self.frames = 0
+        self.staging = PinnedStaging(self.device) if self.device.type == "cuda" else None
 
     def reset(self, size: Optional[tuple[int, int]] = None) -> None:
         """Start a new stream: the next frame may have any size. ``size`` (H, W) fixes the
@@ -64,7 +91,9 @@ class DepthSession:
             raise InputShapeError(f"expected a numpy array or a torch tensor frame, got {type(frame).__name__}")
         if frame.dim() == 3 and frame.shape[0] in (1, 3) and frame.shape[-1] not in (1, 3, 4):
             frame = frame.permute(1, 2, 0)  # (C, H, W) tensors -> (H, W, C)
-        return to_float_rgb(frame.to(self.device))
+        # Raw pixels (uint8: 4x smaller than float) cross to the GPU through pinned memory,
+        # asynchronously; conversion and resizing then run on the device.
+        return to_float_rgb(self.staging.to_device(frame) if self.staging is not None else frame.to(self.device))
 
     def _start(self, h: int, w: int) -> None:
         size = self.fixed_size or model_processing_size(self.config, h, w, self.resolution)

@@ -1,0 +1,78 @@
+"""`flashdepth bench`: speed per model, size, precision and backend, side by side with the references."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from flashdepth.config import PRECISIONS
+from flashdepth.registry import list_models
+
+from ..common import UsageError
+
+HELP = "measure speed: latency, FPS, FLOPs, memory, and the ratio to the reference paths"
+DESCRIPTION = """\
+For every combination of --model, --size, --precision and --backend: stream random frames with the
+state carried (random weights: speed does not depend on them), after --warmup frames, and report
+per-frame latency (median, p95), FPS, FLOPs per frame (torch.utils.flop_counter), the GFLOP/s
+achieved and its share of this machine's measured matrix-multiply peak, peak memory, and the
+speed-up over the same weights on the pure-PyTorch reference paths, timed in the same process
+with frames interleaved. Figures and the exact commands behind them: docs/performance.md."""
+EXAMPLES = """\
+  flashdepth bench --model flashdepth-s --size 518x518
+  flashdepth bench --model flashdepth-s flashdepth-l --size 280x504 --frames 20 --json cpu.json
+  flashdepth bench --model flashdepth --size 1148x2044 --device cuda --precision bf16 --backend torch compile"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW (e.g. 518x518)") from None
+    return h, w
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from flashdepth.backends import BACKENDS
+
+    p.add_argument("--model", nargs="+", default=["flashdepth-s"], choices=list_models(), metavar="MODEL",
+                   help=f"models to time (default flashdepth-s); from: {', '.join(list_models())}")
+    p.add_argument("--size", nargs="+", type=_size, default=[(518, 518)], metavar="HxW",
+                   help="processing sizes, multiples of 14 (default 518x518)")
+    p.add_argument("--frames", type=int, default=10, help="timed frames per case (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=list(PRECISIONS), help="default fp32")
+    p.add_argument("--backend", nargs="+", default=["torch"], choices=list(BACKENDS),
+                   help=f"default torch; from: {', '.join(BACKENDS)}")
+    p.add_argument("--no-reference", action="store_true", help="skip timing the reference paths")
+    p.add_argument("--json", help="write the records (and the machine) to this file")
+
+
+def main(args: argparse.Namespace) -> int:
+    from flashdepth.bench import BenchCase, bench_case, machine, matmul_peak_gflops, summarize
+    from flashdepth.device import dtype_of, resolve_device
+
+    for h, w in args.size:
+        if h % 14 or w % 14:
+            raise UsageError(f"--size {h}x{w}: sides must be multiples of 14 (e.g. {round(h / 14) * 14}x{round(w / 14) * 14})")
+    device = resolve_device(args.device)
+    peaks = {p: matmul_peak_gflops(device, dtype_of(p) if device.type == "cuda" else dtype_of("fp32"))
+             for p in args.precision}
+    records = []
+    for model in args.model:
+        for size in args.size:
+            for precision in args.precision:
+                for backend in args.backend:
+                    case = BenchCase(model, size, precision, backend, str(device))
+                    records.append(bench_case(case, frames=args.frames, warmup=args.warmup,
+                                              reference=not args.no_reference, peak_gflops=peaks[precision]))
+                    print(summarize(records[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(summarize(records))
+    print(f"\nmatrix-multiply peak measured here: {', '.join(f'{p} {v:.0f} GFLOP/s' for p, v in peaks.items())}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"machine": machine(), "peaks_gflops": peaks, "records": records}, indent=1))
+    return 0
