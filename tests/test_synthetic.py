@@ -294,10 +294,19 @@ def test_moving_objects_carry_their_texture():
 
 
 def test_culling_never_changes_a_frame(monkeypatch):
+    """Rays are only cast where a primitive's projected bounding hull lies; that must never drop a
+    pixel, including for objects reaching behind the camera (a wall running alongside it)."""
     config = SynthConfig(height=42, width=70, frames=3)
-    culled = [list(render_clip(seed, config)) for seed in (0, 5)]
+    alongside = Scene(primitives=(Ground(), Box(kind="wall", center=np.array([2.0, 2.0, 1.5]), half=np.array([7.0, 0.1, 1.5]))))
+    pose = pose_at([0.0, 0.0, EYE], yaw=0.4)
+
+    def render_all():
+        return [list(render_clip(seed, config)) for seed in (0, 5)] + [[render_frame(alongside, pose, K, H, W)]]
+
+    culled = render_all()
+    assert (culled[-1][0].depth < 3).sum() > 100  # the near end of the wall is in view
     monkeypatch.setattr(synth, "_screen_rect", lambda hull, rotation, origin, intrinsics, shape: (0, shape[0], 0, shape[1]))
-    full = [list(render_clip(seed, config)) for seed in (0, 5)]
+    full = render_all()
     for a_clip, b_clip in zip(culled, full):
         for a, b in zip(a_clip, b_clip):
             np.testing.assert_array_equal(a.depth, b.depth)
@@ -378,22 +387,26 @@ def test_textures_filter():
 
 
 def test_object_count_and_clearance():
-    config = SynthConfig(objects=(5, 5))
-    scene = build_scene(4, config)
-    assert len(scene.primitives) <= 6  # ground + at most 5 (placements that would hit the camera are dropped)
-    assert len(scene.primitives) >= 4
+    """Objects crowd the camera path here (placed 0.3-4 m away), yet none comes within 0.5 m of the
+    camera during the clip; placements that cannot be fixed in 20 tries are dropped."""
+    config = SynthConfig(objects=(30, 30), distance=(0.3, 4.0), frames=12)
     # the generator checks 8 instants per frame interval; look between them too
     times = np.linspace(0, (config.frames - 1) / config.fps, 301)
-    eyes = scene.camera.positions(times)
-    for prim in scene.primitives[1:]:
-        for t, eye in zip(times, eyes):
-            c, rot = prim.at(t)
-            if isinstance(prim, Sphere):
-                assert sdf_sphere(eye, c, prim.radius) > 0.45
-            elif isinstance(prim, Box):
-                assert sdf_box(eye, c, rot, prim.half) > 0.45
-            else:
-                assert sdf_pole(eye, c, prim.radius, prim.height) > 0.45
+    for seed in range(3):
+        scene = build_scene(seed, config)
+        assert 10 <= len(scene.primitives) - 1 <= 30
+        eyes = scene.camera.positions(times)
+        for prim in scene.primitives[1:]:
+            for t, eye in zip(times, eyes):
+                c, rot = prim.at(t)
+                if isinstance(prim, Sphere):
+                    gap = sdf_sphere(eye, c, prim.radius)
+                elif isinstance(prim, Box):
+                    gap = sdf_box(eye, c, rot, prim.half)
+                else:
+                    gap = sdf_pole(eye, c, prim.radius, prim.height)
+                assert gap > 0.45, (seed, prim.kind, t)
+    assert len(build_scene(0, SynthConfig(objects=(7, 7))).primitives) == 8  # roomy scenes keep every object
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -405,6 +418,8 @@ def test_object_count_and_clearance():
     (dict(speed=(-1.0, 2.0)), ["speed"]),
     (dict(fov_deg=180.0), ["fov_deg=180.0"]),
     (dict(frames=0), ["frames=0"]),
+    (dict(height=12.5), ["height=12.5", "integer"]),
+    (dict(objects=(2.0, 4)), ["objects=(2.0, 4)", "integers"]),
 ])
 def test_config_errors(kwargs, words):
     with pytest.raises(ConfigError) as info:
