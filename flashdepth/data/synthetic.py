@@ -227,7 +227,7 @@ class Texture:
             n = _contrast(_fractal(q, fp, self.key, 4), 2.2)
             return _lerp(c[0], c[1], n)
         if self.kind == "stripes":
-            phase = self.direction @ q  # (M,) stripe coordinate
+            phase = _dot(self.direction, q)  # (M,) stripe coordinate
             s = _smoothstep(-0.35, 0.35, np.sin(2 * np.pi * phase))  # (M,) soft-edged bands
             s = 0.5 + _fade(fp) * (s - 0.5)
             return _lerp(c[0], c[1], s) * self._grain(q, fp)
@@ -246,6 +246,17 @@ class Texture:
         """A +-15 % brightness modulation at twice the feature frequency: flat bands of stripes and
         checkers would otherwise carry no motion cue inside them."""
         return 0.85 + 0.3 * _fractal(q * 2.0, fp * 2.0, self.key + 3, 1)  # (M,)
+
+
+def _dot(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(3,) . (3, M) -> (M,), element-wise rather than through BLAS: the same bits whatever the BLAS
+    build or its thread count (determinism), and no thread start-up on small arrays (speed)."""
+    return a[0] * v[0] + a[1] * v[1] + a[2] * v[2]
+
+
+def _apply(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(3, 3) @ (3, M) -> (3, M), element-wise for the reasons of :func:`_dot`."""
+    return m[:, 0:1] * v[0] + m[:, 1:2] * v[1] + m[:, 2:3] * v[2]
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -389,7 +400,7 @@ class Sphere(Primitive):
         c0 = float(oc @ oc) - self.radius ** 2
         if c0 <= 0:  # the camera is inside: nothing sensible to draw (scenes keep clear of this)
             return np.full(d.shape[1], np.inf)
-        b = oc @ d  # (N,) half the linear coefficient of |o + t d - c|^2 = r^2
+        b = _dot(oc, d)  # (N,) half the linear coefficient of |o + t d - c|^2 = r^2
         with np.errstate(invalid="ignore", divide="ignore"):
             # The near root as c0 / (far-root numerator): no cancellation when the ray grazes.
             t = c0 / (np.sqrt(b * b - dd * c0) - b)  # (N,) NaN where the ray misses
@@ -398,7 +409,7 @@ class Sphere(Primitive):
     def surface(self, p, time):
         c, rot = self.at(time)
         rel = p - c[:, None]  # (3, M)
-        return rel / self.radius, rot.T @ rel
+        return rel / self.radius, _apply(rot.T, rel)
 
     def hull(self, time):
         return self.at(time)[0] + self.radius * _CORNERS  # the bounding cube
@@ -425,7 +436,7 @@ class Box(Primitive):
         o = rot.T @ (origin - c)  # (3,) origin in box coordinates
         if np.all(np.abs(o) < self.half):
             return np.full(d.shape[1], np.inf)
-        dl = rot.T @ d  # (3, N) directions in box coordinates
+        dl = _apply(rot.T, d)  # (3, N) directions in box coordinates
         with np.errstate(divide="ignore", invalid="ignore"):
             inv = 1.0 / dl  # (3, N) +-inf for rays parallel to a slab
             t1 = (-self.half - o)[:, None] * inv  # (3, N)
@@ -438,12 +449,12 @@ class Box(Primitive):
 
     def surface(self, p, time):
         c, rot = self.at(time)
-        local = rot.T @ (p - c[:, None])  # (3, M)
+        local = _apply(rot.T, p - c[:, None])  # (3, M)
         axis = np.argmax(np.abs(local) / self.half[:, None], axis=0)  # (M,) the face the point lies on
         columns = np.arange(p.shape[1])
         normal = np.zeros_like(local)  # (3, M)
         normal[axis, columns] = np.sign(local[axis, columns])
-        return rot @ normal, local
+        return _apply(rot, normal), local
 
     def hull(self, time):
         c, rot = self.at(time)
@@ -495,7 +506,7 @@ class Pole(Primitive):
         normal[:2] = rel[:2] / self.radius
         top = rel[2] >= self.height * (1 - 1e-9)  # side points sit strictly below the rim but for rounding
         normal[:, top] = np.array([[0.0], [0.0], [1.0]])
-        return normal, rot.T @ rel
+        return normal, _apply(rot.T, rel)
 
     def hull(self, time):
         c, _ = self.at(time)
@@ -566,7 +577,8 @@ class CameraPath:
 
 def look_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """(3, 3) camera-to-world rotation of an OpenCV camera (x right, y down, z forward) in the z-up
-    world: ``yaw`` from +x towards +y, ``pitch`` up, ``roll`` clockwise as seen by the camera."""
+    world: ``yaw`` from +x towards +y, ``pitch`` up, ``roll`` turns the camera's x axis towards its
+    y axis (clockwise looking along the optical axis; the image content turns counter-clockwise)."""
     cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
     forward = np.array([cp * cy, cp * sy, sp])
     right0 = np.array([sy, -cy, 0.0])  # horizontal: a level camera has no roll
@@ -787,7 +799,7 @@ def render_frame(scene: Scene, pose: np.ndarray, intrinsics: tuple[float, float,
 def _render(scene: Scene, rays: _Rays, pose: np.ndarray, time: float) -> SynthFrame:
     origin, rotation = pose[:3, 3], pose[:3, :3]  # (3,), (3, 3)
     h, w = rays.shape
-    d = rotation @ rays.d  # (3, N) world directions, still of unit camera z
+    d = _apply(rotation, rays.d)  # (3, N) world directions, still of unit camera z
     n = d.shape[1]
     d_grid = d.reshape(3, h, w)
     depth = np.full((h, w), np.inf)  # (H, W)
@@ -827,7 +839,7 @@ def _render(scene: Scene, rays: _Rays, pose: np.ndarray, time: float) -> SynthFr
         # (capped, so grazing surfaces blur rather than vanish).
         footprint = z * rays.norm[idx] / fx / np.maximum(cos_view, 0.2)
         albedo = prim.texture.albedo(local, footprint)  # (3, M)
-        lambert = scene.ambient + (1 - scene.ambient) * np.maximum(scene.light @ normal, 0.0)  # (M,)
+        lambert = scene.ambient + (1 - scene.ambient) * np.maximum(_dot(scene.light, normal), 0.0)  # (M,)
         colour[:, idx] = albedo * lambert
     rgb = np.round(np.clip(colour, 0.0, 1.0) * 255.0).astype(np.uint8)  # (3, N)
     return SynthFrame(rgb=np.ascontiguousarray(rgb.T.reshape(h, w, 3)), depth=depth.astype(np.float32).reshape(h, w),
