@@ -74,16 +74,21 @@ def test_fast_path_choice_is_made_at_construction_and_switchable(monkeypatch):
     from conftest import TINY
 
     model = FlashDepth(TINY["full"])
-    assert model.fast_paths() == {"attention": True, "ssd": True}
+    assert model.fast_paths() == {"attention": True, "ssd": True, "channels_last": True}
     with ops.reference_paths("attention"):
         built = FlashDepth(TINY["full"])
-    assert built.fast_paths() == {"attention": False, "ssd": True}
+    assert built.fast_paths() == {"attention": False, "ssd": True, "channels_last": True}
     assert FlashDepth(TINY["s"]).fast_paths()["attention"]  # the default is back after the block
-    model.set_fast_paths(attention=False, ssd=False)
-    assert model.fast_paths() == {"attention": False, "ssd": False}
+    model.set_fast_paths(attention=False, ssd=False, channels_last=False)
+    assert model.fast_paths() == {"attention": False, "ssd": False, "channels_last": False}
+    conv = model.depth_head.scratch.output_conv1.weight
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+    model.set_fast_paths(channels_last=True)
+    assert conv.is_contiguous(memory_format=torch.channels_last)  # the weights follow the layout
     # Reading the environment happens once, at import, never per call.
     monkeypatch.setenv("FLASHDEPTH_REFERENCE", "attention")
-    assert ops.use_fast_path("attention") and ops._from_environment() == {"attention": False, "ssd": True}
+    assert ops.use_fast_path("attention") and ops._from_environment() == {"attention": False, "ssd": True,
+                                                                           "channels_last": True}
     monkeypatch.setenv("FLASHDEPTH_REFERENCE", "sdd")
     with pytest.raises(flashdepth.UnknownNameError, match="sdd"):
         ops._from_environment()
@@ -91,7 +96,8 @@ def test_fast_path_choice_is_made_at_construction_and_switchable(monkeypatch):
         model.set_fast_paths(attn=False)
 
 
-def test_reference_and_fast_attention_give_the_same_model_output():
+@pytest.mark.parametrize("op", ["attention", "channels_last"])
+def test_each_fast_path_gives_the_reference_model_output(op):
     from flashdepth.models import FlashDepth
 
     from conftest import TINY, frames, randomize
@@ -99,10 +105,11 @@ def test_reference_and_fast_attention_give_the_same_model_output():
     model = randomize(FlashDepth(TINY["full"]).eval(), seed=2)
     x = frames(2)
     with torch.no_grad():
-        fast, _ = model.forward_sequence(x)
-        slow, _ = model.set_fast_paths(attention=False).forward_sequence(x)
-    assert model.fast_paths()["attention"] is False
+        fast, fast_state = model.forward_sequence(x)
+        slow, slow_state = model.set_fast_paths(**{op: False}).forward_sequence(x)
+    assert model.fast_paths()[op] is False
     assert (fast - slow).norm() / slow.norm() < 1e-5
+    assert all((a - b).norm() / b.norm() < 1e-5 for a, b in zip(fast_state.ssm, slow_state.ssm))
 
 
 @pytest.mark.gpu

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import DPTConfig
+from ..ops import use_fast_path
 
 class ResidualConvUnit(nn.Module):
     def __init__(self, features: int):
@@ -48,6 +49,12 @@ class FeatureFusionBlock(nn.Module):
 
 
 class DPTHead(nn.Module):
+    """``depth_head.*``. Its convolutions run in channels-last memory format by default (the fast
+    path: oneDNN and cuDNN convolve NHWC without reordering, and upsampling vectorises over
+    channels); ``fused = False`` is the plain NCHW reference. Same values either way."""
+
+    fast_path_op = "channels_last"  # the op whose fast path ``fused`` selects
+
     def __init__(self, in_channels: int, cfg: DPTConfig):
         super().__init__()
         oc, f = cfg.out_channels, cfg.features
@@ -70,6 +77,21 @@ class DPTHead(nn.Module):
             nn.Conv2d(cfg.head_hidden, 1, 1),
             nn.ReLU(),
         )
+        self.fused = use_fast_path(self.fast_path_op)
+
+    @property
+    def fused(self) -> bool:
+        return self._channels_last
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        """Switch the layout of the convolution weights with the activations', so no convolution
+        ever sees mixed layouts."""
+        self._channels_last = bool(value)
+        self.to(memory_format=torch.channels_last if value else torch.contiguous_format)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last if self._channels_last else torch.contiguous_format)
 
     def levels(self, tokens: Sequence[torch.Tensor], ph: int, pw: int,
                paths: Sequence[int] = (1, 2, 3, 4)) -> dict[int, torch.Tensor]:
@@ -81,7 +103,7 @@ class DPTHead(nn.Module):
         out = {}
         for k in paths:
             t = tokens[k - 1]
-            x = t.transpose(1, 2).reshape(t.shape[0], t.shape[-1], ph, pw)  # (B, D, ph, pw)
+            x = self._layout(t.transpose(1, 2).reshape(t.shape[0], t.shape[-1], ph, pw))  # (B, D, ph, pw)
             x = self.resize_layers[k - 1](self.projects[k - 1](x))  # (B, oc, s_k*ph, s_k*pw)
             out[k] = getattr(self.scratch, f"layer{k}_rn")(x)  # (B, features, ...)
         return out
@@ -96,6 +118,8 @@ class DPTHead(nn.Module):
         """
         k = 4 - stage
         block = getattr(self.scratch, f"refinenet{k}")
+        if path is not None:
+            path = self._layout(path)  # a module between stages may hand back another layout
         if stage == 0:
             return block(levels[4], size=levels[3].shape[-2:])  # (B, f, ph, pw)
         if k == 1:

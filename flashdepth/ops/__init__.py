@@ -4,6 +4,7 @@
 | ----------- | ------------------------------------------------ | ----------------------------- |
 | attention   | ``F.scaled_dot_product_attention``               | :func:`attention_reference`   |
 | ssd         | ``mamba_ssm``'s Triton kernel (CUDA, installed)  | :func:`ssd_scan_reference`    |
+| channels_last | the DPT's convolutions in NHWC memory format   | the same ops in NCHW          |
 
 Which path a module runs is decided when it is built: modules copy :func:`fast_paths` into an
 attribute (``fused``), and ``FlashDepth.set_fast_paths`` changes it on a built model. Nothing
@@ -19,7 +20,7 @@ from typing import Iterator, Optional
 
 from ..errors import UnknownNameError
 
-FAST_PATHS = ("attention", "ssd")
+FAST_PATHS = ("attention", "ssd", "channels_last")
 
 
 def _from_environment() -> dict[str, bool]:
