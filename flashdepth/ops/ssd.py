@@ -72,7 +72,10 @@ def ssd_scan_reference(
     x, dt, A = x.to(work), dt.to(work), A.to(work)
     Bh, Ch = _expand_groups(B.to(work), h), _expand_groups(C.to(work), h)  # (b, l, h, n)
 
-    q = chunk_size
+    # A chunk never longer than the sequence: one frame's few tokens (49 for FlashDepth-S at
+    # 518x518) are not padded to a whole chunk of 256. The chunk length changes only the
+    # summation order.
+    q = max(1, min(chunk_size, l))
     pad = (-l) % q
     if pad:
         # dt = 0 on padding: no decay and no input, so the state passes through unchanged.
