@@ -92,6 +92,8 @@ def test_detection(clips, tmp_path):
     data[mdat[1]:mdat[1] + 4] = struct.pack(">I", 0)
     (tmp_path / "open.mp4").write_bytes(data)
     assert recover.find_unindexed(tmp_path / "open.mp4").declared is None
+    recovered = read_all(open_source(tmp_path / "open.mp4", reference=clips["h264-ref"]))
+    assert len(recovered) == len(complete_frames(good, size)) > 0
     # cut inside the index: all the media data is there, the index is not
     media = recover.find_unindexed(cut(good, "index", "inmoov.mp4"))
     assert media.size == mdat[2] - 8 and not media.cut

@@ -65,7 +65,7 @@ def top_level_boxes(f: BinaryIO, file_size: int) -> list[Box]:
             size, header = struct.unpack(">Q", head[8:16])[0], 16
         if not boxes and kind not in _LEADING_BOXES:
             return []
-        if size == 0:
+        if size == 0:  # "to the end of the file": what a recorder writes until it knows the size
             boxes.append(Box(kind, offset, header, None))
             break
         if size < header:
