@@ -74,6 +74,30 @@ class InputError(FlashDepthError, ValueError):
     """An input (video, image folder, camera, stream) cannot be opened or decoded."""
 
 
+class MissingIndexError(InputError):
+    """An MP4/MOV file holds media data but no index (moov box): the recording was not finalised.
+
+    ``problem`` says why the frames cannot be rebuilt; it may name the reference as ``{reference}``,
+    which :meth:`worded` fills in the caller's terms (``reference=...`` here, a flag on the CLI).
+    """
+
+    def __init__(self, name: str, media_bytes: int, problem: str, reference: str | None = None,
+                 suggest_reference: bool = True):
+        self.name, self.media_bytes, self.problem = name, media_bytes, problem
+        self.reference, self.suggest_reference = reference, suggest_reference
+        super().__init__(self.worded("reference={!r}"))
+
+    def worded(self, reference_option: str) -> str:
+        """The message, naming the reference with ``reference_option`` (a format string of its path)."""
+        text = (f"{self.name} has no index (moov box missing): the file was not finalised (recording interrupted?); "
+                f"{self.media_bytes / 1e6:.1f} MB of media data are present but "
+                + self.problem.format(reference=reference_option.format(self.reference)))
+        if self.suggest_reference:
+            text += (f"; to recover the frames, pass {reference_option.format('GOOD.mp4')}, a complete recording "
+                     "made by the same camera with the same settings")
+        return text
+
+
 class OutputExistsError(FlashDepthError, FileExistsError):
     """Outputs of an earlier run are in the way."""
 

@@ -21,19 +21,37 @@ def make_frames(n: int, height: int = 140, width: int = 196, seed: int = 0) -> l
     return out
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "libx264") -> Path:
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, codec: str = "libx264",
+                options: dict | None = None, audio: bool = False) -> Path:
+    """``options`` are added to the encoder's; ``audio`` muxes an AAC tone beside the video (its
+    chunks land between the video samples, as a camera writes them)."""
     import av
 
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "0", "preset": "ultrafast", "bf": "0"}
+        defaults = {"libx264": {"crf": "0", "preset": "ultrafast", "bf": "0"},
+                    "libx265": {"preset": "ultrafast", "x265-params": "log-level=none"}}
+        stream.options = {**defaults.get(codec, {}), **(options or {})}
+        sound, rate, done = None, 48000, 0
+        if audio:
+            sound = container.add_stream("aac", rate=rate)
+            sound.layout = "mono"
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
+            if sound is not None:
+                n = rate // fps
+                tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(done, done + n) / rate)
+                chunk = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None], format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = rate, done
+                done += n
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
         for packet in stream.encode():
+            container.mux(packet)
+        for packet in sound.encode() if sound is not None else ():
             container.mux(packet)
     return path
 

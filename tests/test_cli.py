@@ -190,11 +190,14 @@ def test_truncated_video_keeps_valid_outputs(tmp_path, tiny_ckpt, capsys):
     depth = np.load(tmp_path / "out" / "depth.npy", mmap_mode="r")
     frames, _, _ = decode_video(tmp_path / "out" / "depth.mp4")
     assert 0 < depth.shape[0] < 30 and len(frames) == depth.shape[0]
-    # An mp4 cut before its index cannot be opened at all: a one-line error, exit 2.
+    # An mp4 cut before its index (written last) says so in one line, exit 2, and names the way to
+    # recover its frames (tests/test_recover.py recovers them).
     mp4 = write_video(tmp_path / "full.mp4", make_frames(30), fps=10, codec="mpeg4")
     (tmp_path / "cut.mp4").write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 2])
     assert run(tmp_path / "cut.mp4", "-o", tmp_path / "out2", "--checkpoint", ckpt) == 2
-    assert "cannot open" in _error_line(capsys)
+    error = _error_line(capsys)
+    assert "has no index (moov box missing)" in error and "--recover-with GOOD.mp4" in error
+    assert not (tmp_path / "out2").exists()
 
 
 def test_decode_error_mid_stream_finalises_outputs(tmp_path, tiny_ckpt):

@@ -7,6 +7,9 @@ Specs accepted by :func:`open_source`:
   * a network stream URL (rtsp://, http(s)://, udp://, ...)
   * ``lavfi:EXPR``: an FFmpeg test source (e.g. ``lavfi:testsrc=size=320x240:rate=10``), a stand-in
     for a live camera
+
+An MP4/MOV file whose index (moov box) was never written, as a recording interrupted by a crash
+leaves it, is read by :class:`RecoveredSource` (see :mod:`flashdepth.io.recover`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, MissingIndexError
+from . import recover
 from ..utils import first_line, natural_key
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -63,6 +67,10 @@ class Source:
         raise NotImplementedError
 
     def truncation_warning(self) -> Optional[str]:
+        return None
+
+    def recovery_note(self) -> Optional[str]:
+        """A note when the frames were rebuilt from a damaged file (said whatever the run did)."""
         return None
 
     def close(self) -> None:
@@ -142,6 +150,77 @@ class AVSource(Source):
         self.container.close()
 
 
+class RecoveredSource(AVSource):
+    """The frames of an MP4/MOV file without index, decoded from its rebuilt raw stream.
+
+    Timestamps are sequential (``pts`` = frame number, ``time_base`` = 1/fps): the index that held
+    the real ones is lost. Packets the decoder rejects (other data taken for video) are skipped.
+    """
+
+    def __init__(self, plan: recover.Recovery, name: str, fps: float):
+        self.plan = plan
+        self.elementary = recover.ElementaryStream(plan)
+        try:
+            super().__init__(self.elementary, name, fmt=plan.format.demuxer)
+        except BaseException:
+            self.elementary.close()
+            raise
+        stream_rate = self.stream.codec_context.framerate  # from the parameter sets (H.264 VUI, VOL), if they say
+        if plan.fps:
+            self.fps, self.rate_from = plan.fps, "the reference's"
+        elif stream_rate:
+            self.fps, self.rate_from = Fraction(stream_rate), "the stream's"
+        else:
+            self.fps, self.rate_from = Fraction(fps).limit_denominator(1001), "assumed"
+        self.time_base = 1 / self.fps
+        self.frame_count = None
+        self.frames = self.rejected = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        import av
+
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.InvalidDataError:
+                    self.rejected += 1
+                    continue
+                for frame in decoded:
+                    yield Frame(frame.to_ndarray(format="rgb24"), self.frames, pts=self.frames)
+                    self.frames += 1
+        except av.error.FFmpegError as e:
+            raise InputError(f"{self.name}: stopped at frame {self.frames}, the rebuilt stream cannot be read "
+                             f"further ({first_line(e)})") from None
+        if self.frames == 0:
+            plan = self.plan
+            problem = f"no frame decodes with {plan.source_of_config} ({plan.format.label}"
+            if plan.reference_size:
+                problem += f", {plan.reference_size[0]}x{plan.reference_size[1]}"
+            problem += ")"
+            if plan.reference:
+                problem += ": the reference must come from the same camera with the same settings"
+            raise MissingIndexError(self.name, plan.media.size, problem, plan.reference,
+                                    suggest_reference=plan.reference is None)
+
+    def recovery_note(self) -> Optional[str]:
+        if not self.frames:
+            return None
+        plan, stats = self.plan, self.elementary.stats
+        note = (f"recovered {self.frames} frames from {self.name}, a file without index (moov box missing, "
+                f"the recording was not finalised): {plan.format.label} decoded with {plan.source_of_config}, "
+                f"{float(self.fps):g} fps ({self.rate_from}), sequential timestamps")
+        if stats.skipped:
+            note += f"; {stats.skipped / 1e3:.0f} kB of other data (audio?) skipped"
+        if stats.dropped:
+            note += f"; the last {stats.dropped / 1e3:.0f} kB (a frame cut by the end of the file) dropped"
+        return note
+
+    def close(self) -> None:
+        super().close()
+        self.elementary.close()
+
+
 def _webcam(index: str) -> tuple[str, Optional[str]]:
     if sys.platform.startswith("linux"):
         return f"/dev/video{index}", "v4l2"
@@ -150,9 +229,14 @@ def _webcam(index: str) -> tuple[str, Optional[str]]:
     return f"video={index}", "dshow"
 
 
-def open_source(spec: str, fps: float = 30.0) -> Source:
-    """Open ``spec`` (see the module doc). ``fps`` is the frame rate given to image inputs."""
+def open_source(spec: str, fps: float = 30.0, reference: Optional[str] = None) -> Source:
+    """Open ``spec`` (see the module doc). ``fps`` is the frame rate given to image inputs (and to a
+    recovered video whose stream does not say its rate). ``reference``: a complete recording made
+    by the same camera with the same settings, whose decoder configuration and frame rate rebuild
+    the frames of an MP4/MOV file without index; not used for any other input."""
     spec = str(spec)
+    if reference is not None:
+        reference = recover.check_reference(reference)
     if spec.startswith("webcam:"):
         url, fmt = _webcam(spec.split(":", 1)[1] or "0")
         return AVSource(url, spec, fmt=fmt, live=True)
@@ -177,6 +261,9 @@ def open_source(spec: str, fps: float = 30.0) -> Source:
             return ImageSource([str(path)], spec, fps)
         if path.stat().st_size == 0:
             raise InputError(f"{spec} is empty")
+        media = recover.find_unindexed(path)
+        if media is not None:
+            return RecoveredSource(recover.plan_recovery(media, spec, reference), spec, fps)
         return AVSource(str(path), spec, live=str(path).startswith("/dev/"))
     if any(c in spec for c in "*?["):
         files = sorted((f for f in globlib.glob(spec) if Path(f).suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)

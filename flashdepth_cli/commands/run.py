@@ -28,7 +28,8 @@ EXAMPLES = """\
   flashdepth run video.mp4 -o out/ --model flashdepth-s --save vis,sbs,raw
   flashdepth run frames/ -o out/ --checkpoint iter_14001.pth --save raw,png16
   flashdepth run webcam:0 -o cam/ --model flashdepth-s --device cuda
-  flashdepth run lavfi:testsrc=size=640x360:rate=30 -o test/ --max-frames 60   # a synthetic live source"""
+  flashdepth run lavfi:testsrc=size=640x360:rate=30 -o test/ --max-frames 60   # a synthetic live source
+  flashdepth run crashed.mp4 -o out/ --recover-with good.mp4   # an MP4 whose recording was interrupted"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", default=DEFAULT_SAVE, metavar="LIST",
                    help=f"outputs, comma-separated, from: {', '.join(OUTPUTS)} (default {DEFAULT_SAVE})")
     p.add_argument("--colormap", default="inferno", choices=COLORMAPS, help="colour map of vis and sbs (default inferno)")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate given to image inputs (default 30)")
+    p.add_argument("--fps", type=float, default=30.0,
+                   help="frame rate given to image inputs and to recovered videos that do not say theirs (default 30)")
+    p.add_argument("--recover-with", metavar="GOOD.mp4",
+                   help="for an MP4/MOV whose recording was interrupted (no index): a complete recording made by the "
+                        "same camera with the same settings, whose decoder configuration rebuilds the frames")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--reset-on-cut", action="store_true", help="reset the stream state at detected shot cuts")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster frames on GPU)")
@@ -69,7 +74,10 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(outputs=parse_save(args.save), colormap=args.colormap, reset_on_cut=args.reset_on_cut,
                          max_frames=args.max_frames, overwrite=args.overwrite)
     outdir = Path(args.output)
-    source = open_source(args.input, fps=args.fps)  # fails fast on a missing/unreadable input
+    if args.recover_with and not Path(args.recover_with).is_file():
+        raise UsageError(f"--recover-with {args.recover_with} does not exist; give a complete recording from the same camera")
+    # fails fast on a missing/unreadable input
+    source = open_source(args.input, fps=args.fps, reference=args.recover_with)
     try:
         check_folder(outdir, options.outputs, options.overwrite)
         model = load_model(args.checkpoint or args.model or "flashdepth", variant=args.model)
@@ -114,8 +122,8 @@ def main(args: argparse.Namespace) -> int:
             summary(" (stopped by the error below)")
         raise
     progress.close()
-    warning = source.truncation_warning() if not args.max_frames else None
-    if warning:
+    warnings = [source.recovery_note(), source.truncation_warning() if not args.max_frames else None]
+    for warning in filter(None, warnings):
         print(f"flashdepth: warning: {warning}", file=sys.stderr)
     summary()
     return 0
