@@ -81,12 +81,13 @@ def convert_eth3d(src: Path, dst: Path) -> dict:
     def frames(scene: str):
         for image in files(src / scene / "images" / "dslr_images", [".jpg"]):
             with Image.open(image) as im:
-                width, height = im.size  # header only: the 24 MP image is not decoded
+                width, height = im.size  # header only, not the 24 MP image: docs/datasets.md#official-b13
             raw = np.fromfile(require(src / scene / "ground_truth_depth" / "dslr_images" / image.name, "ETH3D depth"),
                               dtype=np.float32)
             if raw.size != width * height:
                 raise DatasetFormatError(f"ETH3D depth for {image.name} has {raw.size} values, "
                                          f"expected {width}x{height}")
+            # non-positive depth is invalid: docs/datasets.md#official-b11
             yield SourceFrame(image, invalid_to_nan(raw.reshape(height, width)), image.name)
 
     return write_dataset(
@@ -103,7 +104,7 @@ def waymo_depth(points: np.ndarray, height: int, width: int) -> np.ndarray:
     """Sparse (x=col, y=row, depth) points -> dense map, NaN where nothing was measured.
 
     Coordinates are truncated as in the official reader; where several points hit a pixel the
-    nearest is kept (the official reader keeps an arbitrary one).
+    nearest is kept (the official reader keeps an arbitrary one: docs/datasets.md#official-waymo).
     """
     out = np.full((height, width), np.inf, dtype=np.float64)
     if points.size:
@@ -183,7 +184,7 @@ def convert_urbansyn(src: Path, dst: Path, per_sequence: int = 1000) -> dict:
             depth = invalid_to_nan(read_exr(require(folder / "depth" / f"depth_{number}.exr", "UrbanSyn depth")))
             with Image.open(require(folder / "ss" / f"ss_{number}.png", "UrbanSyn labels")) as im:
                 labels = np.asarray(im)
-            labels = labels if labels.ndim == 2 else labels[..., 0]  # the label plane, explicitly
+            labels = labels if labels.ndim == 2 else labels[..., 0]  # the label plane: docs/datasets.md#official-b13
             depth[labels == 10] = np.inf
             yield SourceFrame(image, depth, image.name)
 

@@ -31,7 +31,7 @@ def convert_mvs_synth(src: Path, dst: Path) -> dict:
     def frames(scene: str):
         for image in files(base / scene / "images", [".png"]):
             depth = read_exr(require(base / scene / "depths" / (image.stem + ".exr"), "MVS-Synth depth"))
-            out = invalid_to_nan(depth)
+            out = invalid_to_nan(depth)  # non-positive depth is invalid: docs/datasets.md#official-b11
             out[np.isposinf(depth)] = np.inf  # sky stays sky
             yield SourceFrame(image, out, image.name)
 
