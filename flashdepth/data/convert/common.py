@@ -61,7 +61,7 @@ class SourceFrame(NamedTuple):
     """One decoded frame of a native dataset, as a converter's frame iterator yields it."""
 
     rgb: Union[Path, np.ndarray]  # an image file (8-bit RGB files are copied unchanged) or (H, W, 3) uint8
-    depth: Optional[np.ndarray]  # (H, W) ground truth in the dataset's DepthSpec; NaN invalid, +inf sky
+    depth: Optional[np.ndarray]  # (H, W) ground truth as the DepthSpec says (sky and invalid: docs/datasets.md)
     name: str  # the native file name, recorded in sequence.json's source_frames
     intrinsics: Optional[tuple] = None  # (fx, fy, cx, cy)
     pose: Optional[np.ndarray] = None  # (4, 4) camera-to-world, metres
