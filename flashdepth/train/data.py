@@ -1,20 +1,23 @@
 """Training clips from sequence folders.
 
 One item = T frames of one sequence at a fixed stride around an anchor frame, as the published
-loaders sample them, with these documented differences (``docs/datasets.md``, "Where we differ
-from the official loaders"):
+loaders sample them, with these documented differences (each explained at its anchor in
+``docs/datasets.md``):
 
 * every frame of every sequence is an anchor; the window lies after or before the anchor (a coin
-  flip when both fit); windows always lie fully inside the sequence (B6: a sequence too short for
-  the stride uses the largest stride that fits; sequences shorter than T are skipped);
+  flip when both fit); windows always lie fully inside the sequence (a sequence too short for
+  the stride uses the largest stride that fits; sequences shorter than T are skipped):
+  docs/datasets.md#official-b6;
 * ``random_stride`` (off by default, as in the published code) draws each clip's stride from
-  1..stride;
-* one crop per clip, not per frame (B7); the useless pre-scale is dropped (B9);
-* ground truth is resampled with validity-aware area averaging (B8): invalid and sky codes never
-  leak into valid values, and a pixel stays valid only if its whole footprint was valid.
+  1..stride: docs/datasets.md#official-a1;
+* one crop per clip, not per frame (docs/datasets.md#official-b7); the useless pre-scale is
+  dropped (docs/datasets.md#official-b9);
+* ground truth is resampled with validity-aware area averaging: invalid and sky codes never leak
+  into valid values, and a pixel stays valid only if its whole footprint was valid
+  (docs/datasets.md#official-b8).
 
 Randomness comes from a generator seeded by (seed, epoch, index), so a resumed run sees exactly
-the clips it would have seen.
+the clips it would have seen, and no process reseeds another's (docs/datasets.md#official-b12).
 """
 
 from __future__ import annotations

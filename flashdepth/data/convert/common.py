@@ -1,9 +1,9 @@
-"""Helpers shared by the converters."""
+"""Helpers shared by the converters, and :func:`write_dataset`, the skeleton every converter runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -36,10 +36,6 @@ def invalid_to_nan(values: np.ndarray, allow_zero: bool = False) -> np.ndarray:
     return out
 
 
-def provenance(source: str, rule: str, name: str, version: str = "1") -> dict:
-    return {"source": source, "rule": rule, "converter": f"flashdepth.data.convert.{name}", "converter_version": version}
-
-
 def require(path: Path, what: str) -> Path:
     if not path.exists():
         raise DatasetFormatError(f"missing {what}: {path}")
@@ -61,7 +57,44 @@ def read_exr(path: Path, channel: Optional[str] = None) -> np.ndarray:
     return data if data.ndim == 2 else data[..., 0]
 
 
-def finish(root: Path, name: str, writers: list[SequenceWriter], splits: dict, **info) -> dict:
+class SourceFrame(NamedTuple):
+    """One decoded frame of a native dataset, as a converter's frame iterator yields it."""
+
+    rgb: Union[Path, np.ndarray]  # an image file (8-bit RGB files are copied unchanged) or (H, W, 3) uint8
+    depth: Optional[np.ndarray]  # (H, W) ground truth as the DepthSpec says (sky and invalid: docs/datasets.md)
+    name: str  # the native file name, recorded in sequence.json's source_frames
+    intrinsics: Optional[tuple] = None  # (fx, fy, cx, cy)
+    pose: Optional[np.ndarray] = None  # (4, 4) camera-to-world, metres
+
+
+def write_dataset(dst: Path, name: str, scenes: Sequence[str], frames: Callable[[str], Iterable[SourceFrame]], *,
+                  spec: DepthSpec, source: str, rule: str, splits: dict, video: bool = True,
+                  fps: Optional[float] = None, source_url: str = "", license: str = "", citation: str = "") -> dict:
+    """Write ``dst/<name>/``: one sequence folder per scene, then ``dataset.json``; return the report.
+
+    ``frames(scene)`` is the dataset's own rule for decoding a scene; it is called before the
+    scene's folder is created, so a function that reads per-scene files eagerly (and returns the
+    iterator) fails before anything is written for that scene. ``source`` and ``rule`` are the
+    provenance text recorded in every ``sequence.json``.
+    """
+    root = dst / name
+    writers = []
+    for scene in scenes:
+        scene_frames = frames(scene)
+        writer = SequenceWriter(root, name, scene, spec, video=video, fps=fps,
+                                provenance=_provenance(source, rule, name))
+        for frame in scene_frames:
+            writer.add(frame.rgb, frame.depth, source_name=frame.name, intrinsics=frame.intrinsics, pose=frame.pose)
+        writers.append(writer)
+    return _finish(root, name, writers, splits, source_url=source_url, license=license, citation=citation)
+
+
+def _provenance(source: str, rule: str, name: str, version: str = "1") -> dict:
+    return {"source": source, "rule": rule, "converter": f"flashdepth.data.convert.{name}",
+            "converter_version": version}
+
+
+def _finish(root: Path, name: str, writers: list[SequenceWriter], splits: dict, **info) -> dict:
     sequences = [w.close() for w in writers]
     write_dataset_json(root, name, splits, **info)
     report = {"dataset": name, "sequences": len(sequences), "frames": sum(len(s) for s in sequences)}
@@ -76,5 +109,5 @@ def finish(root: Path, name: str, writers: list[SequenceWriter], splits: dict, *
     return report
 
 
-__all__ = ["DepthSpec", "SequenceWriter", "files", "finish", "invalid_to_nan", "list_scenes", "natural_key",
-           "provenance", "read_exr", "require"]
+__all__ = ["DepthSpec", "SourceFrame", "files", "invalid_to_nan", "list_scenes", "natural_key", "read_exr",
+           "require", "write_dataset"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DatasetFormatError
-from .common import (DepthSpec, SequenceWriter, files, finish, invalid_to_nan, list_scenes, natural_key,
-                     provenance, read_exr, require)
+from .common import (DepthSpec, SourceFrame, files, invalid_to_nan, list_scenes, natural_key, read_exr, require,
+                     write_dataset)
 
 # The 30 Waymo validation segments of the official test split.
 WAYMO_TEST = [
@@ -56,46 +56,47 @@ def sintel_depth(raw: np.ndarray) -> np.ndarray:
 def convert_sintel(src: Path, dst: Path) -> dict:
     images = require(src / "images" / "training" / "clean", "Sintel clean images (images/training/clean)")
     depths = require(src / "depth" / "training" / "depth", "Sintel depth (depth/training/depth)")
-    root = dst / "sintel"
-    spec = DepthSpec(kind="depth", unit="relative", scale=1.0, metric=False)
     scenes = sorted(p.name for p in images.iterdir() if p.is_dir())
-    writers = []
-    for scene in scenes:
-        w = SequenceWriter(root, "sintel", scene, spec, provenance=provenance(
-            "MPI Sintel training, clean pass + depth", "depth as stored; inf/NaN/<1e-5 -> NaN; finite >1e4 -> +inf", "sintel"))
+
+    def frames(scene: str):
         for frame in files(images / scene, [".png"]):
             depth = sintel_depth(read_dpt(require(depths / scene / (frame.stem + ".dpt"), "Sintel depth")))
-            w.add(frame, depth, source_name=frame.name)
-        writers.append(w)
-    return finish(root, "sintel", writers, {"train": scenes, "val": scenes[:8], "test": scenes},
-                  source_url="http://sintel.is.tue.mpg.de", license="research use (see the Sintel site)",
-                  citation="Butler et al., ECCV 2012")
+            yield SourceFrame(frame, depth, frame.name)
+
+    return write_dataset(
+        dst, "sintel", scenes, frames, spec=DepthSpec(kind="depth", unit="relative", scale=1.0, metric=False),
+        source="MPI Sintel training, clean pass + depth",
+        rule="depth as stored; inf/NaN/<1e-5 -> NaN; finite >1e4 -> +inf",
+        splits={"train": scenes, "val": scenes[:8], "test": scenes},
+        source_url="http://sintel.is.tue.mpg.de", license="research use (see the Sintel site)",
+        citation="Butler et al., ECCV 2012")
 
 
 # ----------------------------------------------------------------------------------- ETH3D
 def convert_eth3d(src: Path, dst: Path) -> dict:
     from PIL import Image
 
-    root = dst / "eth3d"
-    spec = DepthSpec(kind="depth", unit="m", scale=1.0, metric=True)
     scenes = list_scenes(src, "images/dslr_images", "ETH3D scenes (<scene>/images/dslr_images)", key=str)
-    writers = []
-    for scene in scenes:
-        w = SequenceWriter(root, "eth3d", scene, spec, video=False, provenance=provenance(
-            "ETH3D high-res multi-view training, distorted DSLR JPEGs + ground_truth_depth",
-            "raw float32 depth (m), size from the JPEG header; inf/<=0/NaN -> NaN", "eth3d"))
+
+    def frames(scene: str):
         for image in files(src / scene / "images" / "dslr_images", [".jpg"]):
             with Image.open(image) as im:
-                width, height = im.size  # header only: the 24 MP image is not decoded
+                width, height = im.size  # header only, not the 24 MP image: docs/datasets.md#official-b13
             raw = np.fromfile(require(src / scene / "ground_truth_depth" / "dslr_images" / image.name, "ETH3D depth"),
                               dtype=np.float32)
             if raw.size != width * height:
-                raise DatasetFormatError(f"ETH3D depth for {image.name} has {raw.size} values, expected {width}x{height}")
-            w.add(image, invalid_to_nan(raw.reshape(height, width)), source_name=image.name)
-        writers.append(w)
-    return finish(root, "eth3d", writers, {"train": [], "val": scenes[:8], "test": scenes},
-                  source_url="https://www.eth3d.net", license="CC BY-NC-SA 4.0 (see the ETH3D site)",
-                  citation="Schops et al., CVPR 2017")
+                raise DatasetFormatError(f"ETH3D depth for {image.name} has {raw.size} values, "
+                                         f"expected {width}x{height}")
+            # non-positive depth is invalid: docs/datasets.md#official-b11
+            yield SourceFrame(image, invalid_to_nan(raw.reshape(height, width)), image.name)
+
+    return write_dataset(
+        dst, "eth3d", scenes, frames, spec=DepthSpec(kind="depth", unit="m", scale=1.0, metric=True), video=False,
+        source="ETH3D high-res multi-view training, distorted DSLR JPEGs + ground_truth_depth",
+        rule="raw float32 depth (m), size from the JPEG header; inf/<=0/NaN -> NaN",
+        splits={"train": [], "val": scenes[:8], "test": scenes},
+        source_url="https://www.eth3d.net", license="CC BY-NC-SA 4.0 (see the ETH3D site)",
+        citation="Schops et al., CVPR 2017")
 
 
 # ----------------------------------------------------------------------------------- Waymo
@@ -103,7 +104,7 @@ def waymo_depth(points: np.ndarray, height: int, width: int) -> np.ndarray:
     """Sparse (x=col, y=row, depth) points -> dense map, NaN where nothing was measured.
 
     Coordinates are truncated as in the official reader; where several points hit a pixel the
-    nearest is kept (the official reader keeps an arbitrary one).
+    nearest is kept (the official reader keeps an arbitrary one: docs/datasets.md#official-waymo).
     """
     out = np.full((height, width), np.inf, dtype=np.float64)
     if points.size:
@@ -121,42 +122,40 @@ def convert_waymo(src: Path, dst: Path) -> dict:
 
     base = src / "val" if (src / "val").is_dir() else src
     segments = list_scenes(base, "FRONT/rgb/original", "Waymo segments (<segment>/FRONT/rgb/original)", key=str)
-    root = dst / "waymo"
-    spec = DepthSpec(kind="depth", unit="m", scale=1.0, metric=True, sparse=True)
-    writers = []
-    for seg in segments:
-        w = SequenceWriter(root, "waymo", seg, spec, fps=10.0, provenance=provenance(
-            "Waymo Open validation, front camera, LiDAR points projected (x, y, depth) per frame",
-            "x, y truncated to int; points outside the image dropped; nearest point kept per pixel; no point -> NaN; "
-            "the export's depth is stored as given (camera z expected)", "waymo"))
+
+    def frames(seg: str):
         for image in files(base / seg / "FRONT" / "rgb" / "original", [".jpg"]):
             with Image.open(image) as im:
                 width, height = im.size
             points = np.load(require(base / seg / "FRONT" / "depth" / (image.stem + ".npy"), "Waymo depth points"))
-            w.add(image, waymo_depth(np.asarray(points).reshape(-1, 3), height, width), source_name=image.name)
-        writers.append(w)
-    return finish(root, "waymo", writers, {"train": [], "val": segments[:8], "test": [s for s in WAYMO_TEST if s in segments]},
-                  source_url="https://waymo.com/open", license="Waymo Dataset License Agreement for Non-Commercial Use",
-                  citation="Sun et al., CVPR 2020")
+            yield SourceFrame(image, waymo_depth(np.asarray(points).reshape(-1, 3), height, width), image.name)
+
+    return write_dataset(
+        dst, "waymo", segments, frames, spec=DepthSpec(kind="depth", unit="m", scale=1.0, metric=True, sparse=True),
+        fps=10.0, source="Waymo Open validation, front camera, LiDAR points projected (x, y, depth) per frame",
+        rule="x, y truncated to int; points outside the image dropped; nearest point kept per pixel; no point -> NaN; "
+             "the export's depth is stored as given (camera z expected)",
+        splits={"train": [], "val": segments[:8], "test": [s for s in WAYMO_TEST if s in segments]},
+        source_url="https://waymo.com/open", license="Waymo Dataset License Agreement for Non-Commercial Use",
+        citation="Sun et al., CVPR 2020")
 
 
 # -------------------------------------------------------------------------- UnrealStereo4K
 def convert_unreal4k(src: Path, dst: Path) -> dict:
     scenes = list_scenes(src, "Image0", "UnrealStereo4K scenes (<scene>/Image0)")
-    root = dst / "unreal4k"
-    spec = DepthSpec(kind="inverse_depth", unit="relative", scale=1.0, metric=False)
-    writers = []
-    for scene in scenes:
-        w = SequenceWriter(root, "unreal4k", scene, spec, provenance=provenance(
-            "UnrealStereo4K left view (Image0, Disp0)", "pixel disparity used as relative inverse depth; "
-            "NaN/inf/<0 -> NaN; 0 stays 0 (sky)", "unreal4k"))
+
+    def frames(scene: str):
         for image in files(src / scene / "Image0", [".png"]):
             disp = np.load(require(src / scene / "Disp0" / (image.stem + ".npy"), "UnrealStereo4K disparity"))
-            w.add(image, invalid_to_nan(disp, allow_zero=True), source_name=image.name)
-        writers.append(w)
-    return finish(root, "unreal4k", writers, {"train": [], "val": [], "test": scenes},
-                  source_url="https://github.com/fabiotosi92/SMD-Nets", license="unknown (see the authors' release)",
-                  citation="Tosi et al., CVPR 2021")
+            yield SourceFrame(image, invalid_to_nan(disp, allow_zero=True), image.name)
+
+    return write_dataset(
+        dst, "unreal4k", scenes, frames, spec=DepthSpec(kind="inverse_depth", unit="relative", scale=1.0, metric=False),
+        source="UnrealStereo4K left view (Image0, Disp0)",
+        rule="pixel disparity used as relative inverse depth; NaN/inf/<0 -> NaN; 0 stays 0 (sky)",
+        splits={"train": [], "val": [], "test": scenes},
+        source_url="https://github.com/fabiotosi92/SMD-Nets", license="unknown (see the authors' release)",
+        citation="Tosi et al., CVPR 2021")
 
 
 # -------------------------------------------------------------------------------- UrbanSyn
@@ -175,24 +174,24 @@ def convert_urbansyn(src: Path, dst: Path, per_sequence: int = 1000) -> dict:
                   for p in sorted((p for p in src.iterdir() if (p / "rgb").is_dir()), key=natural_key)}
     if not groups:
         raise DatasetFormatError(f"{src} holds no UrbanSyn images (rgb/rgb_NNNN.png)")
-    root = dst / "urbansyn"
-    spec = DepthSpec(kind="depth", unit="m", scale=1e5, metric=True)
-    writers = []
-    for name, (folder, images) in groups.items():
-        w = SequenceWriter(root, "urbansyn", name, spec, video=False, provenance=provenance(
-            "UrbanSyn rgb + depth (EXR, channel Y) + ss labels", "metres = value * 1e5 (scale); ss label 10 (sky) -> "
-            "+inf; <=0/NaN -> NaN", "urbansyn"))
+
+    def frames(name: str):
+        from PIL import Image
+
+        folder, images = groups[name]
         for image in images:
             number = image.stem.split("_")[-1]
             depth = invalid_to_nan(read_exr(require(folder / "depth" / f"depth_{number}.exr", "UrbanSyn depth")))
-            from PIL import Image
-
             with Image.open(require(folder / "ss" / f"ss_{number}.png", "UrbanSyn labels")) as im:
                 labels = np.asarray(im)
-            labels = labels if labels.ndim == 2 else labels[..., 0]  # the label plane, explicitly
+            labels = labels if labels.ndim == 2 else labels[..., 0]  # the label plane: docs/datasets.md#official-b13
             depth[labels == 10] = np.inf
-            w.add(image, depth, source_name=image.name)
-        writers.append(w)
+            yield SourceFrame(image, depth, image.name)
+
     names = list(groups)
-    return finish(root, "urbansyn", writers, {"train": [], "val": [], "test": names[:1], "all": names},
-                  source_url="https://www.urbansyn.org", license="CC BY-SA 4.0", citation="Gomez et al., 2023")
+    return write_dataset(
+        dst, "urbansyn", names, frames, spec=DepthSpec(kind="depth", unit="m", scale=1e5, metric=True), video=False,
+        source="UrbanSyn rgb + depth (EXR, channel Y) + ss labels",
+        rule="metres = value * 1e5 (scale); ss label 10 (sky) -> +inf; <=0/NaN -> NaN",
+        splits={"train": [], "val": [], "test": names[:1], "all": names},
+        source_url="https://www.urbansyn.org", license="CC BY-SA 4.0", citation="Gomez et al., 2023")
