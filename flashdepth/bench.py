@@ -23,8 +23,8 @@ import torch
 from .backends import get_backend
 from .device import autocast, dtype_of, resolve_device
 from .models import FlashDepth
-from .pipeline import peak_rss_bytes
 from .registry import create_model
+from .utils import peak_rss_bytes
 
 
 @dataclass(frozen=True)

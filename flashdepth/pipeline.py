@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import queue
 import shutil
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from .errors import InputError, OutputError, OutputExistsError
 from .io.sinks import OutputOptions, Sink, get_outputs, open_sinks
 from .io.sources import Frame, Source
 from .session import DepthSession
+from .utils import peak_rss_bytes
 
 _END = object()
 
@@ -54,21 +54,6 @@ class RunStats:
         if self.resets:
             parts.append(f"{self.resets} shot cut(s)")
         return ", ".join(parts)
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (0 where the platform does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        try:
-            import psutil
-
-            return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
-        except ImportError:
-            return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 class ShotCutDetector:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 
 def natural_key(path: str | os.PathLike) -> tuple:
@@ -16,3 +17,18 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (or its type), for one-line errors."""
     text = str(e).strip().splitlines()
     return (text[0] if text else type(e).__name__)[:limit]
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        try:
+            import psutil
+
+            return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
+        except ImportError:
+            return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

@@ -18,11 +18,13 @@ PARTS = {
     "registry": (3, ("flashdepth.registry", "flashdepth.weights")),
     "preprocess": (3, ("flashdepth.preprocess",)),
     "session": (4, ("flashdepth.session",)),
+    "backends": (4, ("flashdepth.backends",)),
     "io": (4, ("flashdepth.io",)),
     "data": (4, ("flashdepth.data",)),
     "metrics": (4, ("flashdepth.metrics",)),
     "pipeline": (5, ("flashdepth.pipeline",)),
     "evaluate": (5, ("flashdepth.evaluate",)),
+    "bench": (5, ("flashdepth.bench",)),
     "train": (5, ("flashdepth.train",)),
     "cli": (6, ("flashdepth_cli",)),
 }

@@ -227,3 +227,21 @@ def test_pointodyssey(tmp_path):
     t = ds.sequences("train")[0].target(0)
     assert t[0, 0] == -1 and t[1, 1] == pytest.approx(65535 / 655 / 1000, rel=1e-5)
     assert t[0, 1] == pytest.approx(1 / (1000 / 65535), rel=1e-5)  # 0.0153 m is above the 0.01 m clamp
+
+
+def test_missing_required_keys_are_format_errors(tmp_path):
+    import json
+
+    from flashdepth.data.sequence import DatasetFolder, SequenceFolder
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    (seq / "sequence.json").write_text(json.dumps({"format": "flashdepth-sequence", "version": 1, "width": 4}))
+    with pytest.raises(DatasetFormatError, match="missing required key.*num_frames.*height"):
+        SequenceFolder(seq)
+    (tmp_path / "dataset.json").write_text(json.dumps({"format": "flashdepth-dataset", "version": 2, "name": "x"}))
+    with pytest.raises(DatasetFormatError, match="version 1"):
+        DatasetFolder(tmp_path)
+    (tmp_path / "dataset.json").write_text(json.dumps({"format": "flashdepth-dataset", "version": 1}))
+    with pytest.raises(DatasetFormatError, match="missing required key.*name"):
+        DatasetFolder(tmp_path)

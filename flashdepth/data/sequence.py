@@ -54,6 +54,12 @@ class DepthSpec:
                     sparse=self.sparse, clamp_min_depth=self.clamp_min_depth)
 
 
+def _require(data: dict, keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if data.get(k) is None]
+    if missing:
+        raise DatasetFormatError(f"{where}: missing required key(s) {', '.join(missing)}")
+
+
 def _check_keys(data: dict, allowed: set, where: str) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -102,6 +108,7 @@ class SequenceFolder:
             self.depth_spec = DepthSpec(**meta["depth"])
             if self.depth_spec.kind not in DEPTH_KINDS or self.depth_spec.unit not in UNITS:
                 raise DatasetFormatError(f"{meta_path}: depth kind must be one of {DEPTH_KINDS}, unit one of {UNITS}")
+        _require(meta, ("num_frames", "width", "height"), str(meta_path))
         self.num_frames = int(meta["num_frames"])
         self.width, self.height = int(meta["width"]), int(meta["height"])
         self.rgb_ext = meta.get("rgb_ext", "png")
@@ -177,10 +184,14 @@ class DatasetFolder:
         if not meta_path.is_file():
             raise DatasetFormatError(f"{self.path} is not a dataset folder (no dataset.json); "
                                      "convert the data with `flashdepth convert` first")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise DatasetFormatError(f"{meta_path} is not valid JSON ({e})") from None
         _check_keys(meta, _DATASET_KEYS, str(meta_path))
-        if meta.get("format") != DATASET_FORMAT:
-            raise DatasetFormatError(f"{meta_path}: expected format {DATASET_FORMAT!r}")
+        if meta.get("format") != DATASET_FORMAT or meta.get("version") != 1:
+            raise DatasetFormatError(f"{meta_path}: expected format {DATASET_FORMAT!r} version 1")
+        _require(meta, ("name",), str(meta_path))
         self.meta = meta
         self.name = meta["name"]
 
