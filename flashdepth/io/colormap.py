@@ -1,4 +1,5 @@
-"""Colour maps for depth visualisation (matplotlib's published tables) and a stable normaliser.
+"""Colour maps for depth visualisation (matplotlib's published tables), a stable normaliser,
+and the conversion of any input image to 8-bit RGB for display.
 
 The maps are sampled from matplotlib at 256 entries, so ``inferno`` or ``Spectral_r`` here are
 exactly matplotlib's (``Spectral_r`` is Depth Anything's default). Normalisation uses running
@@ -58,3 +59,13 @@ class StableNormalizer:
 def colorize(unit: np.ndarray, table: np.ndarray) -> np.ndarray:
     """(H, W) in [0, 1] -> (H, W, 3) uint8."""
     return table[(unit * 255).round().astype(np.uint8)]
+
+
+def as_rgb8(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an input image: 8-bit or 16-bit, grey, RGB or RGBA."""
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    image = image[..., :3]
+    if image.dtype != np.uint8:
+        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)  # 16-bit: 65535 -> 255
+    return image
