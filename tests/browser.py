@@ -26,7 +26,8 @@ def find_chromium() -> Optional[str]:
 class Browser:
     """One headless page. ``evaluate(js)`` returns the value, ``screenshot()`` PNG bytes."""
 
-    def __init__(self, width: int = 1280, height: int = 720, binary: Optional[str] = None, timeout: float = 30.0):
+    def __init__(self, width: int = 1280, height: int = 720, binary: Optional[str] = None, timeout: float = 30.0,
+                 flags: tuple[str, ...] = ("--disable-gpu",)):
         binary = binary or find_chromium()
         if binary is None:
             raise FileNotFoundError(f"no Chromium found (looked for {', '.join(BINARIES)})")
@@ -43,11 +44,13 @@ class Browser:
 
         # --no-sandbox: the tests may run as root in a container, where the sandbox cannot start.
         self.process = subprocess.Popen(
-            [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+            [binary, "--headless=new", "--no-sandbox", *flags, "--remote-debugging-pipe",
              "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--hide-scrollbars",
              "--force-device-scale-factor=1", f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
              "about:blank"],
-            preexec_fn=wire, pass_fds=(3, 4), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            # Python's descriptors are not inherited (PEP 446); the two made by dup2 are, so only
+            # they reach Chromium without close_fds (which would close them after preexec_fn).
+            preexec_fn=wire, close_fds=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         os.close(to_browser_r)
         os.close(from_browser_w)
@@ -93,7 +96,10 @@ class Browser:
         """Poll ``expression`` until it is truthy; its value, or TimeoutError."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:  # the page is still navigating: no context to evaluate in yet
+                value = None
             if value:
                 return value
             time.sleep(interval)

@@ -33,6 +33,20 @@ def new_recording(recording_id: Optional[str] = None) -> Any:
     return rr.RecordingStream(APPLICATION_ID, recording_id=recording_id or str(uuid.uuid4()))
 
 
+def default_layout() -> Any:
+    """The viewer's initial layout: the point cloud in 3D on the left, input and depth on the right."""
+    import rerun.blueprint as rrb
+
+    return rrb.Blueprint(
+        rrb.Horizontal(
+            rrb.Spatial3DView(name="3D", origin="world"),
+            rrb.Vertical(rrb.Spatial2DView(name="input", origin=CAMERA, contents=f"{CAMERA}/rgb"),
+                         rrb.Spatial2DView(name="depth (m)", origin=CAMERA, contents=f"{CAMERA}/depth")),
+            column_shares=[2, 1]),
+        rrb.TimePanel(timeline="frame"),
+        collapse_panels=True)
+
+
 class RerunLogger:
     """Logs frames into a recording stream (one per logger); shared by the file output and the
     live viewer :class:`flashdepth.viewer.RerunViewer`."""
@@ -43,6 +57,7 @@ class RerunLogger:
 
         self.rr, self.recording = rr, recording
         self.unprojection, self.compress, self.time_base = unprojection, compress, time_base
+        recording.send_blueprint(default_layout())
         recording.log("world", rr.ViewCoordinates.RDF, static=True)
 
     def log(self, frame: Frame, depth: np.ndarray) -> None:
