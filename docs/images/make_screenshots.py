@@ -6,8 +6,9 @@ It runs VIDEO through CHECKPOINT with the Python API (outputs raw, rerun and ply
 attached), then writes into --out:
 
 * ``live-page.png``: the live page in headless Chromium while the run goes on (or its last frame);
-* ``rerun.png``: the Rerun web viewer (``rerun --serve-web``) on ``recording.rrd``, rendered by
-  headless Chromium with its software WebGL (skipped with a message where it cannot start);
+* ``rerun.png``: the Rerun web viewer (``rerun --serve-web``) on frame --page-frame of
+  ``recording.rrd`` (logged alone, so that software rendering keeps up), rendered by headless
+  Chromium with its software WebGL (skipped with a message where it cannot start);
 * ``pointcloud.png``: one PLY point cloud drawn with matplotlib (a view that needs no GPU).
 
 Needs ``flashdepth[video,rerun,ply]`` and a Chromium (Debian: ``apt-get install chromium``).
@@ -82,9 +83,30 @@ def live_page(args: argparse.Namespace, outdir: Path) -> None:
     print(f"run: {result['stats'].summary()}")
 
 
-def rerun_view(outdir: Path, out: Path, wait: float) -> None:
+def one_frame_recording(outdir: Path, video: str, index: int, unprojection: Unprojection) -> Path:
+    """Frame ``index`` of the run's recording, logged alone (the same entities and layout): the web
+    viewer's software renderer stalls Chromium's screenshots on a whole 960x540 recording."""
+    from flashdepth.io.rerun_sink import RerunWriter
+
+    depth = np.load(outdir / "depth.npy", mmap_mode="r")
+    index = min(index, depth.shape[0] - 1)
+    source = open_source(video)
+    path = outdir / f"frame{index:06d}.rrd"
+    writer = RerunWriter(path, unprojection, source.time_base)
+    try:
+        for frame in source:
+            if frame.index == index:
+                writer.write(frame, np.asarray(depth[index]))
+                break
+    finally:
+        writer.close()
+        source.close()
+    return path
+
+
+def rerun_view(recording: Path, out: Path, wait: float) -> None:
     grpc, web = free_port(), free_port()
-    server = subprocess.Popen([sys.executable, "-m", "rerun", "--serve-web", str(outdir / "recording.rrd"),
+    server = subprocess.Popen([sys.executable, "-m", "rerun", "--serve-web", str(recording),
                                "--bind", "127.0.0.1", "--port", str(grpc), "--web-viewer-port", str(web)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -134,14 +156,12 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="where the PNGs go")
     p.add_argument("--device", default="auto")
     p.add_argument("--resolution", type=int, help="process at short side N (as flashdepth run --resolution)")
-    p.add_argument("--frames", type=int, default=30,
-                   help="stop after N frames (default 30: the web viewer renders a longer 960x540 recording "
-                        "too slowly in software)")
+    p.add_argument("--frames", type=int, help="stop after N frames")
     p.add_argument("--page-frame", type=int, default=20, help="take the page's picture at this frame")
-    p.add_argument("--ply-every", type=int, default=10)
+    p.add_argument("--ply-every", type=int, default=30)
     p.add_argument("--fov", type=float, default=60.0)
     p.add_argument("--colormap", default="inferno")
-    p.add_argument("--rerun-wait", type=float, default=60.0,
+    p.add_argument("--rerun-wait", type=float, default=30.0,
                    help="seconds the Rerun web viewer gets to load and draw (software WebGL is slow)")
     p.add_argument("--keep", type=Path, metavar="DIR", help="keep the run's outputs in DIR")
     args = p.parse_args()
@@ -153,7 +173,8 @@ def main() -> int:
         outdir = args.keep or Path(tmp) / "run"
         live_page(args, outdir)
         try:
-            rerun_view(outdir, args.out, args.rerun_wait)
+            recording = one_frame_recording(outdir, args.video, args.page_frame, Unprojection(fov=args.fov))
+            rerun_view(recording, args.out, args.rerun_wait)
         except Exception as e:  # no WebGL, no web viewer in this rerun-sdk build, ...
             print(f"rerun.png not taken: {type(e).__name__}: {e}", file=sys.stderr)
         pointcloud(outdir, args.out)
