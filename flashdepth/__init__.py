@@ -23,14 +23,18 @@ _LAZY = {
     "DepthSession": "flashdepth.session",
     "load_model": "flashdepth.weights",
     "save_checkpoint": "flashdepth.weights",
+    "Intrinsics": "flashdepth.geometry",
+    "metric_depth": "flashdepth.geometry",
+    "unproject": "flashdepth.geometry",
+    "LiveViewer": "flashdepth.viewer",
 }
 
 __all__ = [
     "CheckpointError", "ConfigError", "DepthSession", "DeviceUnavailableError", "DPTConfig", "FlashDepth",
     "FlashDepthError", "FrameSizeChangedError", "FusionConfig", "InputConfig", "InputError", "InputShapeError",
-    "ModelConfig", "StreamState", "StreamStateError", "TemporalConfig", "UnknownModelError", "UnknownNameError",
-    "ViTConfig", "WeightsNotFoundError", "create_model", "get_config", "list_models", "load_model",
-    "save_checkpoint",
+    "Intrinsics", "LiveViewer", "ModelConfig", "StreamState", "StreamStateError", "TemporalConfig",
+    "UnknownModelError", "UnknownNameError", "ViTConfig", "WeightsNotFoundError", "create_model", "get_config",
+    "list_models", "load_model", "metric_depth", "save_checkpoint", "unproject",
 ]
 
 

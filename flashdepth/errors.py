@@ -121,3 +121,16 @@ class MissingDependencyError(FlashDepthError, ImportError):
 class DatasetFormatError(FlashDepthError, ValueError):
     """A sequence or dataset folder does not follow the format, or a source dataset is not in
     its expected layout."""
+
+
+class ViewerError(FlashDepthError, OSError):
+    """A live viewer cannot start (the Rerun viewer does not launch)."""
+
+
+class ServeAddressError(ViewerError):
+    """The live viewer cannot listen on an address (taken, or not this machine's)."""
+
+    def __init__(self, host: str, port: int, reason: str):
+        self.host, self.port, self.reason = host, port, reason
+        super().__init__(f"cannot serve on {host}:{port}: {reason}; choose another port (port=0 picks a free one) "
+                         "or host")

@@ -22,7 +22,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError
-from .io.sinks import OutputOptions, Sink, get_outputs, open_sinks
+from .geometry import Unprojection
+from .io.sinks import DEFAULT_PLY_EVERY, OutputOptions, Sink, get_outputs, open_sinks
 from .io.sources import Frame, Source
 from .session import DepthSession
 from .utils import peak_rss_bytes
@@ -207,10 +208,15 @@ class RunOptions:
 
     outputs: tuple[str, ...] = ("vis", "raw")  # names in flashdepth.io.sinks.OUTPUTS
     colormap: str = "inferno"
+    unprojection: Unprojection = Unprojection()  # how the 3D outputs (ply, rerun) place points
+    ply_every: int = DEFAULT_PLY_EVERY  # a point cloud for frames 0, N, 2N, ...
     reset_on_cut: bool = False  # reset the stream state at detected shot cuts
     max_frames: Optional[int] = None
     overwrite: bool = False  # replace outputs of an earlier run
     queue_size: int = 4
+
+    def __post_init__(self):
+        OutputOptions(colormap=self.colormap, unprojection=self.unprojection, ply_every=self.ply_every)  # validates
 
 
 def check_folder(outdir: str | Path, outputs: Sequence[str], overwrite: bool) -> None:
@@ -268,7 +274,8 @@ def run_to_folder(source: Source, session: DepthSession, outdir: str | Path, opt
     run: Optional[StreamRun] = None
     try:
         sinks = open_sinks(outdir, options.outputs,
-                           OutputOptions(fps=source.fps, time_base=source.time_base, colormap=options.colormap))
+                           OutputOptions(fps=source.fps, time_base=source.time_base, colormap=options.colormap,
+                                         unprojection=options.unprojection, ply_every=options.ply_every))
         run = StreamRun(source, session, sinks, queue_size=options.queue_size, reset_on_cut=options.reset_on_cut,
                         max_frames=options.max_frames, on_frame=on_frame)
         if stats is not None:

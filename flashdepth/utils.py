@@ -6,6 +6,8 @@ import os
 import re
 import sys
 
+import numpy as np
+
 
 def natural_key(path: str | os.PathLike) -> tuple:
     """Sort key of a file name by its numbers (frame_10 after frame_9), case-insensitively."""
@@ -32,3 +34,13 @@ def peak_rss_bytes() -> int:
             return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def as_rgb8(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an input image: 8-bit or 16-bit, grey, RGB or RGBA."""
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    image = image[..., :3]
+    if image.dtype != np.uint8:
+        image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)  # 16-bit: 65535 -> 255
+    return image

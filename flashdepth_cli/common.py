@@ -10,7 +10,7 @@ from typing import Optional
 
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (DeviceUnavailableError, FlashDepthError, MissingIndexError, OutputExistsError,
-                               UnknownModelError, UnknownNameError)
+                               ServeAddressError, UnknownModelError, UnknownNameError)
 
 
 class UsageError(FlashDepthError):
@@ -28,6 +28,8 @@ def cli_message(e: BaseException) -> str:
         return f"--device {e.requested} was asked for but {e.reason}; use --device cpu (or --device auto)"
     if isinstance(e, MissingIndexError):
         return e.worded("--recover-with {}")
+    if isinstance(e, ServeAddressError):
+        return f"--serve {e.host}:{e.port}: cannot serve there ({e.reason}); choose another port (--serve 0 picks a free one)"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:

@@ -44,6 +44,14 @@ def randomize(model: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> torc
     return model
 
 
+@torch.no_grad()
+def spread_depth(model: torch.nn.Module, bias: float = 2.0) -> torch.nn.Module:
+    """Random weights put most outputs below the final ReLU (inverse depth 0: all sky); a positive
+    bias on the last layer spreads them over about (0, 4), so 3D outputs and pictures have points."""
+    model.depth_head.scratch.output_conv2[2].bias.fill_(bias)
+    return model
+
+
 def frames(t: int, height: int = 140, width: int = 196, batch: int = 1, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, t, 3, height, width, generator=g)

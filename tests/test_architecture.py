@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # its own part or from a part of a lower layer. Modules in no part (new packages) are not checked
 # until they are given one here.
 PARTS = {
-    "foundation": (0, ("flashdepth.errors", "flashdepth.utils", "flashdepth.config", "flashdepth.device")),
+    "foundation": (0, ("flashdepth.errors", "flashdepth.utils", "flashdepth.config", "flashdepth.device",
+                       "flashdepth.geometry")),
     "ops": (1, ("flashdepth.ops",)),
     "models": (2, ("flashdepth.models",)),
     "registry": (3, ("flashdepth.registry", "flashdepth.weights")),
@@ -23,6 +24,7 @@ PARTS = {
     "data": (4, ("flashdepth.data",)),
     "metrics": (4, ("flashdepth.metrics",)),
     "pipeline": (5, ("flashdepth.pipeline",)),
+    "viewer": (5, ("flashdepth.viewer",)),
     "evaluate": (5, ("flashdepth.evaluate",)),
     "bench": (5, ("flashdepth.bench",)),
     "train": (5, ("flashdepth.train",)),

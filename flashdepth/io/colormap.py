@@ -1,4 +1,5 @@
-"""Colour maps for depth visualisation (matplotlib's published tables) and a stable normaliser.
+"""Colour maps for depth visualisation (matplotlib's published tables), a stable normaliser,
+and the conversion of any input image to 8-bit RGB for display.
 
 The maps are sampled from matplotlib at 256 entries, so ``inferno`` or ``Spectral_r`` here are
 exactly matplotlib's (``Spectral_r`` is Depth Anything's default). Normalisation uses running

@@ -15,20 +15,37 @@ from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import MissingDependencyError, UnknownNameError
+from ..errors import ConfigError, MissingDependencyError, UnknownNameError
+from ..geometry import Unprojection
+from ..utils import as_rgb8
 from .colormap import StableNormalizer, colorize, lut
+from .pointcloud import PlyWriter
+from .rerun_sink import RerunWriter
 from .sources import Frame
 
 _HEADER_LEN = 128  # fixed .npy header length, so it can be rewritten in place
 
 
+DEFAULT_PLY_EVERY = 30
+
+
 @dataclass(frozen=True)
 class OutputOptions:
-    """What writers need beyond the frames: the source's timing and the user's choices."""
+    """What writers need beyond the frames: the source's timing and the user's choices.
+
+    ``unprojection`` (intrinsics or field of view, depth scale, far limit) is how the 3D outputs
+    (``ply``, ``rerun``) place points; ``ply_every`` writes a point cloud for frames 0, N, 2N, ...
+    """
 
     fps: Fraction = Fraction(30)
     time_base: Fraction = Fraction(1, 30)
     colormap: str = "inferno"
+    unprojection: Unprojection = Unprojection()
+    ply_every: int = DEFAULT_PLY_EVERY
+
+    def __post_init__(self):
+        if not isinstance(self.ply_every, int) or self.ply_every < 1:
+            raise ConfigError(f"ply_every={self.ply_every!r} must be a whole number of frames, 1 or more")
 
 
 class Sink(Protocol):
@@ -93,13 +110,7 @@ class VideoWriter:
     def write(self, frame: Frame, depth: np.ndarray) -> None:
         image = colorize(self.normalize(depth), self.table)  # (H, W, 3)
         if self.side_by_side:
-            rgb = frame.image
-            if rgb.ndim == 2:
-                rgb = np.repeat(rgb[..., None], 3, axis=2)
-            rgb = rgb[..., :3]
-            if rgb.dtype != np.uint8:
-                rgb = (rgb.astype(np.float32) / 257.0).round().astype(np.uint8)
-            image = np.concatenate([rgb, image], axis=1)
+            image = np.concatenate([as_rgb8(frame.image), image], axis=1)
         h, w = image.shape[:2]
         if self.container is None:
             self._open(w, h)
@@ -194,6 +205,10 @@ OUTPUTS: dict[str, OutputFormat] = {f.name: f for f in (
                  lambda path, o: Png16Writer(path), (("PIL", "pillow", "video"),)),
     OutputFormat("exr", "exr", "float32 OpenEXR per frame (channel Y)",
                  lambda path, o: ExrWriter(path), (("OpenEXR", "OpenEXR", "exr"),)),
+    OutputFormat("ply", "ply", "coloured point clouds in metres (binary PLY), every 30th frame by default",
+                 lambda path, o: PlyWriter(path, o.unprojection, o.ply_every), (("plyfile", "plyfile", "ply"),)),
+    OutputFormat("rerun", "recording.rrd", "Rerun recording: image, depth and pinhole camera per frame (3D view)",
+                 lambda path, o: RerunWriter(path, o.unprojection, o.time_base), (("rerun", "rerun-sdk", "rerun"),)),
 )}
 
 
