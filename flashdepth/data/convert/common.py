@@ -69,20 +69,24 @@ class SourceFrame(NamedTuple):
 
 def write_dataset(dst: Path, name: str, scenes: Sequence[str], frames: Callable[[str], Iterable[SourceFrame]], *,
                   spec: DepthSpec, source: str, rule: str, splits: dict, video: bool = True,
-                  fps: Optional[float] = None, source_url: str = "", license: str = "", citation: str = "") -> dict:
+                  fps: Optional[float] = None, source_url: str = "", license: str = "", citation: str = "",
+                  scene_provenance: Optional[Callable[[str], dict]] = None) -> dict:
     """Write ``dst/<name>/``: one sequence folder per scene, then ``dataset.json``; return the report.
 
     ``frames(scene)`` is the dataset's own rule for decoding a scene; it is called before the
     scene's folder is created, so a function that reads per-scene files eagerly (and returns the
     iterator) fails before anything is written for that scene. ``source`` and ``rule`` are the
-    provenance text recorded in every ``sequence.json``.
+    provenance text recorded in every ``sequence.json``; ``scene_provenance(scene)`` adds
+    per-scene entries (e.g. the seed of a generated clip).
     """
     root = dst / name
     writers = []
     for scene in scenes:
         scene_frames = frames(scene)
-        writer = SequenceWriter(root, name, scene, spec, video=video, fps=fps,
-                                provenance=_provenance(source, rule, name))
+        provenance = _provenance(source, rule, name)
+        if scene_provenance is not None:
+            provenance.update(scene_provenance(scene))
+        writer = SequenceWriter(root, name, scene, spec, video=video, fps=fps, provenance=provenance)
         for frame in scene_frames:
             writer.add(frame.rgb, frame.depth, source_name=frame.name, intrinsics=frame.intrinsics, pose=frame.pose)
         writers.append(writer)
