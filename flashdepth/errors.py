@@ -121,3 +121,7 @@ class MissingDependencyError(FlashDepthError, ImportError):
 class DatasetFormatError(FlashDepthError, ValueError):
     """A sequence or dataset folder does not follow the format, or a source dataset is not in
     its expected layout."""
+
+
+class WorkerStartError(FlashDepthError, RuntimeError):
+    """A batch worker could not load its model (so no input of the batch could be processed)."""
