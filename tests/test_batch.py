@@ -24,8 +24,8 @@ from conftest import TINY, randomize
 from media import make_frames, write_images, write_video
 
 # A stream long enough to be caught mid-way (lavfi makes frames as fast as they are taken).
-SLOW = "lavfi:testsrc=size=196x140:rate=10:duration=12"
-SLOW_FRAMES = 120
+SLOW = "lavfi:testsrc=size=196x140:rate=10:duration=6"
+SLOW_FRAMES = 60
 WORKERS = 2
 DEADLINE_S = 240
 

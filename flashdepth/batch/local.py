@@ -119,7 +119,10 @@ def run(job: BatchJob, tasks: list[Task], report: Callable[[Record, bool], None]
             for w in workers:
                 if w.ready and w.task is None and queue:
                     w.task = queue.popleft()
-                    w.conn.send(w.task)
+                    try:
+                        w.conn.send(w.task)
+                    except OSError:  # it just died: its sentinel says so below, and its task is retried
+                        pass
             wait([w.conn for w in workers] + [w.process.sentinel for w in workers])
             for i, w in enumerate(list(workers)):
                 message = w.receive()
