@@ -27,6 +27,7 @@ from media import make_frames, write_images, write_video
 SLOW = "lavfi:testsrc=size=196x140:rate=10:duration=6"
 SLOW_FRAMES = 60
 WORKERS = 2
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any test changes it
 DEADLINE_S = 240
 
 
@@ -69,12 +70,12 @@ def engine(request):
 
 def worker_threads(engine_flags, inputs: int) -> int:
     """CPU threads of each worker: the cores (the Ray instance's WORKERS CPUs, or this machine's)
-    shared by min(WORKERS, inputs) workers."""
+    shared by min(WORKERS, inputs) workers, and no more than torch's default."""
     if "ray" in engine_flags:
         cores = WORKERS
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores // min(WORKERS, inputs))
+    return max(1, min(cores // min(WORKERS, inputs), DEFAULT_THREADS))
 
 
 _references: dict = {}

@@ -28,8 +28,8 @@ class BatchWorker:
     def __init__(self, job: BatchJob, device: Optional[str] = None, threads: Optional[int] = None):
         import torch
 
-        if threads:
-            torch.set_num_threads(threads)  # workers sharing the CPU: each takes its share of the cores
+        if threads:  # workers sharing the CPU: each takes its share of the cores (no more than torch would)
+            torch.set_num_threads(max(1, min(threads, torch.get_num_threads())))
         self.job = job
         self.outroot = Path(job.outroot)
         self.session = job.session.open(device)
