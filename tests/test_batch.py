@@ -217,7 +217,7 @@ def test_worker_killed_mid_input(tmp_path, ckpt, corpus, engine, capsys):
 
 
 def test_ctrl_c_then_restart_completes(tmp_path, ckpt, corpus, engine, capsys):
-    inputs = [SLOW, *corpus[:3]]
+    inputs = [*corpus[:3], SLOW]  # last: when it starts, a worker has finished an input already
     out = tmp_path / "out"
     args = batch_args(inputs, out, ckpt, engine)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

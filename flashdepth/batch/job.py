@@ -33,7 +33,8 @@ class BatchJob:
     outroot: str
     session: SessionSpec = field(default_factory=SessionSpec)
     options: RunOptions = field(default_factory=RunOptions)
-    fps: float = 30.0  # frame rate given to image inputs
+    fps: float = 30.0  # frame rate given to image inputs (and recovered videos that do not say theirs)
+    reference: Optional[str] = None  # a complete recording that recovers unfinalised MP4s (open_source's)
     engine: str = "local"  # a name in flashdepth.batch.ENGINES
     workers: Optional[int] = None  # default: one per GPU, or one per 4 CPU cores
     retries: int = 1  # new attempts for an input whose worker died while processing it
@@ -44,6 +45,8 @@ class BatchJob:
         # Paths made absolute here: workers (Ray actors especially) need not share our working folder.
         object.__setattr__(self, "inputs", tuple(str(i) for i in self.inputs))
         object.__setattr__(self, "outroot", os.path.abspath(self.outroot))
+        if self.reference:
+            object.__setattr__(self, "reference", os.path.abspath(self.reference))
         if self.session.checkpoint:
             checkpoint = os.path.abspath(self.session.checkpoint)
             object.__setattr__(self, "session", replace(self.session, checkpoint=checkpoint))

@@ -41,9 +41,10 @@ class BatchWorker:
         stats = RunStats()
         try:
             self.session.reset()  # every input is a stream of its own
-            source = open_source(task.input, fps=job.fps)
+            source = open_source(task.input, fps=job.fps, reference=job.reference)
             run_to_folder(source, self.session, partial, job.options, stats=stats)
-            warning = source.truncation_warning() if not job.options.max_frames else None
+            notes = [source.recovery_note(), source.truncation_warning() if not job.options.max_frames else None]
+            warning = "; ".join(filter(None, notes)) or None
             seconds = time.perf_counter() - start
             write_marker(partial, {"input": task.input, "frames": stats.frames, "outputs": list(job.options.outputs),
                                    "model": self.session.config.name, "weights": job.session.weights,

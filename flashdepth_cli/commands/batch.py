@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flashdepth.batch import ENGINES
 
-from ..common import Progress, UsageError, add_run_options, run_options, session_spec
+from ..common import Progress, UsageError, add_run_options, recovery_reference, run_options, session_spec
 
 HELP = "depth for many inputs: resumable, fault-tolerant, on this machine or a Ray cluster"
 DESCRIPTION = """\
@@ -123,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
 
     inputs = _check(args)
     job = BatchJob(inputs=tuple(inputs), outroot=args.output, session=session_spec(args), options=run_options(args),
-                   fps=args.fps, engine=args.engine, workers=args.workers, retries=args.retries,
+                   fps=args.fps, reference=recovery_reference(args), engine=args.engine, workers=args.workers, retries=args.retries,
                    gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
     display = _Display(args.quiet)
     manifest = Path(args.output) / MANIFEST
