@@ -134,3 +134,7 @@ class ServeAddressError(ViewerError):
         self.host, self.port, self.reason = host, port, reason
         super().__init__(f"cannot serve on {host}:{port}: {reason}; choose another port (port=0 picks a free one) "
                          "or host")
+
+
+class WorkerStartError(FlashDepthError, RuntimeError):
+    """A batch worker could not load its model (so no input of the batch could be processed)."""

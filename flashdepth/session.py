@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
@@ -127,3 +128,35 @@ class DepthSession:
         """Depth for each frame as it arrives (constant memory)."""
         for frame in frames:
             yield self.step(frame)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """Which weights, where and how: everything needed to open a :class:`DepthSession`.
+
+    ``flashdepth run`` opens one; ``flashdepth batch`` sends this (it pickles) to every worker,
+    which opens its own, so both load and run the model the same way.
+    """
+
+    model: Optional[str] = None  # a registered name; the variant to build from ``checkpoint``
+    checkpoint: Optional[str] = None  # a weights file (default: the published weights of ``model``)
+    device: Optional[str] = None
+    precision: Optional[str] = None
+    resolution: Optional[int] = None
+    compile: bool = False  # torch.compile the model
+
+    @property
+    def weights(self) -> str:
+        """What :func:`flashdepth.load_model` is given: the file, else the name (FlashDepth by default)."""
+        return self.checkpoint or self.model or "flashdepth"
+
+    def open(self, device: Optional[str] = None) -> DepthSession:
+        """Load the model and open a session on ``device`` (default: this spec's device)."""
+        from .weights import load_model
+
+        model = load_model(self.weights, variant=self.model)
+        session = DepthSession(model, device=device or self.device, precision=self.precision,
+                               resolution=self.resolution)
+        if self.compile:
+            session.model = torch.compile(session.model)
+        return session

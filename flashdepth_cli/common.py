@@ -1,16 +1,24 @@
 """What the subcommands share: usage errors, the translation of library errors into flags,
-progress display, and the device/precision options."""
+progress display, the device/precision options, and the options of a run (model and outputs),
+which ``run`` and ``batch`` both take."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 from flashdepth.config import PRECISIONS
-from flashdepth.errors import (DeviceUnavailableError, FlashDepthError, MissingIndexError, OutputExistsError,
-                               ServeAddressError, UnknownModelError, UnknownNameError)
+from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, MissingIndexError,
+                               OutputExistsError, ServeAddressError, UnknownModelError, UnknownNameError)
+from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH
+from flashdepth.io.colormap import COLORMAPS
+from flashdepth.io.sinks import DEFAULT_PLY_EVERY, OUTPUTS
+from flashdepth.registry import list_models
+
+DEFAULT_SAVE = "vis,raw"
 
 
 class UsageError(FlashDepthError):
@@ -19,7 +27,7 @@ class UsageError(FlashDepthError):
 
 #: the library's parameter names -> the command line's flags, for error messages
 _FLAG_OF_KIND = {"output": "--save", "colour map": "--colormap", "model": "--model", "dataset": "DATASET",
-                 "backend": "--backend"}
+                 "backend": "--backend", "engine": "--engine"}
 
 
 def cli_message(e: BaseException) -> str:
@@ -44,6 +52,91 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
                              "bf16 also runs on CPU (slower than fp32 on most CPUs without AMX)")
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The model and output options of a run (``flashdepth run``, and ``flashdepth batch`` for each input)."""
+    p.add_argument("--model", choices=list_models(), help="model variant (default: flashdepth, or what --checkpoint holds)")
+    p.add_argument("--checkpoint", help="weights file (default: download the published weights of --model)")
+    add_device_options(p)
+    p.add_argument("--resolution", type=int, metavar="N",
+                   help="process at short side N (depth is still written at the input's size)")
+    p.add_argument("--save", default=DEFAULT_SAVE, metavar="LIST",
+                   help=f"outputs, comma-separated, from: {', '.join(OUTPUTS)} (default {DEFAULT_SAVE})")
+    p.add_argument("--colormap", default="inferno", choices=COLORMAPS, help="colour map of vis and sbs (default inferno)")
+    p.add_argument("--fps", type=float, default=30.0,
+                   help="frame rate given to image inputs and to recovered videos that do not say theirs (default 30)")
+    p.add_argument("--recover-with", metavar="GOOD.mp4",
+                   help="for an MP4/MOV whose recording was interrupted (no index): a complete recording made by the "
+                        "same camera with the same settings, whose decoder configuration rebuilds the frames")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--reset-on-cut", action="store_true", help="reset the stream state at detected shot cuts")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster frames on GPU)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    three_d = p.add_argument_group("3D outputs (ply, rerun) and viewers")
+    camera = three_d.add_mutually_exclusive_group()
+    camera.add_argument("--intrinsics", metavar="FX,FY,CX,CY",
+                        help="camera intrinsics in pixels of the input (pixel centres at integer coordinates)")
+    camera.add_argument("--fov", type=float, metavar="DEG",
+                        help=f"horizontal field of view when --intrinsics is not given (default {DEFAULT_FOV:g})")
+    three_d.add_argument("--ply-every", type=int, default=DEFAULT_PLY_EVERY, metavar="N",
+                         help=f"ply: a point cloud of frames 0, N, 2N, ... (default {DEFAULT_PLY_EVERY})")
+    three_d.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
+                         help=f"3D outputs leave out points farther than M metres (default {DEFAULT_MAX_DEPTH:g})")
+
+
+def parse_save(save: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(s.strip() for s in save.split(",") if s.strip()))
+    bad = [n for n in names if n not in OUTPUTS]
+    if bad or not names:
+        raise UsageError(f"--save {save!r}: unknown output(s) {', '.join(bad) or '(none)'}; choose from {', '.join(OUTPUTS)}")
+    return names
+
+
+def parse_unprojection(args: argparse.Namespace):
+    """--intrinsics, --fov and --max-depth as the library's Unprojection (errors in flags)."""
+    from flashdepth.geometry import Intrinsics, Unprojection
+
+    intrinsics = None
+    if args.intrinsics:
+        try:
+            intrinsics = Intrinsics.parse(args.intrinsics)
+        except ConfigError:
+            raise UsageError(f"--intrinsics {args.intrinsics!r}: give four numbers FX,FY,CX,CY in pixels, "
+                             "FX and FY positive, e.g. --intrinsics 800,800,479.5,269.5") from None
+    fov = DEFAULT_FOV if args.fov is None else args.fov
+    if not 0 < fov < 180:
+        raise UsageError(f"--fov {args.fov:g}: give a horizontal field of view in degrees, between 0 and 180")
+    if not args.max_depth > 0:
+        raise UsageError(f"--max-depth {args.max_depth:g}: give a positive distance in metres")
+    return Unprojection(intrinsics=intrinsics, fov=fov, max_depth=args.max_depth)
+
+
+def run_options(args: argparse.Namespace):
+    """The :class:`flashdepth.pipeline.RunOptions` of ``add_run_options``' flags."""
+    from flashdepth.pipeline import RunOptions
+
+    if args.ply_every < 1:
+        raise UsageError(f"--ply-every {args.ply_every}: give a number of frames, 1 or more")
+    return RunOptions(outputs=parse_save(args.save), colormap=args.colormap, reset_on_cut=args.reset_on_cut,
+                      max_frames=args.max_frames, overwrite=args.overwrite, unprojection=parse_unprojection(args),
+                      ply_every=args.ply_every)
+
+
+def recovery_reference(args: argparse.Namespace) -> Optional[str]:
+    """``--recover-with``, checked: the reference recording given to ``open_source``."""
+    if args.recover_with and not Path(args.recover_with).is_file():
+        raise UsageError(f"--recover-with {args.recover_with} does not exist; give a complete recording from the same camera")
+    return args.recover_with
+
+
+def session_spec(args: argparse.Namespace):
+    """The :class:`flashdepth.session.SessionSpec` of ``add_run_options``' flags."""
+    from flashdepth.session import SessionSpec
+
+    return SessionSpec(model=args.model, checkpoint=args.checkpoint, device=args.device, precision=args.precision,
+                       resolution=args.resolution, compile=args.compile)
+
+
 class Progress:
     """A tqdm bar on a terminal; elsewhere (logs, CI) one plain line every ``every`` seconds."""
 
@@ -57,9 +150,12 @@ class Progress:
 
             self.bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, postfix: Optional[str] = None) -> None:
+        """Count ``n`` more; ``postfix`` is shown after the counts (e.g. a rate of another unit)."""
         self.count += n
         if self.bar is not None:
+            if postfix is not None:
+                self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(n)
             return
         now = time.perf_counter()
@@ -67,7 +163,15 @@ class Progress:
             from tqdm import tqdm
 
             self.last_line = now
-            print(tqdm.format_meter(self.count, self.total, now - self.start, unit=self.unit), file=sys.stderr, flush=True)
+            print(tqdm.format_meter(self.count, self.total, now - self.start, unit=self.unit, postfix=postfix),
+                  file=sys.stderr, flush=True)
+
+    def write(self, line: str) -> None:
+        """A message on stderr that does not break the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -28,7 +28,8 @@ PARTS = {
     "evaluate": (5, ("flashdepth.evaluate",)),
     "bench": (5, ("flashdepth.bench",)),
     "train": (5, ("flashdepth.train",)),
-    "cli": (6, ("flashdepth_cli",)),
+    "batch": (6, ("flashdepth.batch",)),
+    "cli": (7, ("flashdepth_cli",)),
 }
 
 
@@ -89,7 +90,10 @@ spec = registry.get_spec("flashdepth-s")
 registry._MODELS["probe-model"] = registry.ModelSpec(spec.config.replace(name="probe-model"), spec.weights,
                                                      "probe model row")
 
-from flashdepth_cli.commands.run import parse_save
+from flashdepth.batch import ENGINES, Engine
+ENGINES["probe-engine"] = Engine("probe-engine", "probe engine row", "local")
+
+from flashdepth_cli.common import parse_save
 from flashdepth_cli.main import _parser, main
 
 def helped(*argv):
@@ -101,17 +105,18 @@ def helped(*argv):
 parser = _parser()
 print(json.dumps({
     "run_help": helped("run", "--help"), "convert_help": helped("convert", "--help"),
-    "eval_help": helped("eval", "--help"), "models": helped("models"),
+    "eval_help": helped("eval", "--help"), "models": helped("models"), "batch_help": helped("batch", "--help"),
     "save": parse_save("raw,probe-out"),
     "convert_choice": parser.parse_args(["convert", "probe-set", "a", "b"]).dataset,
     "model_choice": parser.parse_args(["run", "x", "-o", "y", "--model", "probe-model"]).model,
+    "engine_choice": parser.parse_args(["batch", "x", "-o", "y", "--engine", "probe-engine"]).engine,
 }))
 """
 
 
 def test_a_new_table_row_reaches_the_command_line():
-    """A row added to OUTPUTS, DATASETS, METRICS or the model table shows up in the command line's
-    help and choices with no other change."""
+    """A row added to OUTPUTS, DATASETS, METRICS, ENGINES or the model table shows up in the command
+    line's help and choices with no other change."""
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120,
                             cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -123,3 +128,5 @@ def test_a_new_table_row_reaches_the_command_line():
     assert "probe_metric" in seen["eval_help"] and "probe metric row" in seen["eval_help"]
     assert "probe-model" in seen["models"] and "probe-model" in seen["run_help"]
     assert seen["model_choice"] == "probe-model"
+    assert "probe-engine" in seen["batch_help"] and "probe engine row" in seen["batch_help"]
+    assert "probe-out" in seen["batch_help"] and seen["engine_choice"] == "probe-engine"

@@ -8,16 +8,14 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from flashdepth.errors import ConfigError, FrameSizeChangedError
-from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH, Intrinsics, Unprojection
-from flashdepth.io.colormap import COLORMAPS
-from flashdepth.io.sinks import DEFAULT_PLY_EVERY, OUTPUTS
-from flashdepth.registry import list_models
+from flashdepth.errors import FrameSizeChangedError
+from flashdepth.geometry import DEFAULT_FOV
+from flashdepth.io.sinks import OUTPUTS
 
-from ..common import Progress, UsageError, add_device_options
+from ..common import Progress, UsageError, add_run_options, recovery_reference, run_options, session_spec
 
-DEFAULT_SAVE = "vis,raw"
 _PATH_WIDTH = max(len(f.path) for f in OUTPUTS.values())
+VIEWERS = ("rerun",)
 HELP = "depth for every frame of a video, image folder, image, webcam or stream"
 DESCRIPTION = """\
 Stream INPUT through a model frame by frame, the recurrent state carried from frame to frame,
@@ -50,41 +48,12 @@ EXAMPLES = """\
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="video file, image folder, image, glob, webcam:N, stream URL or lavfi:EXPR")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--model", choices=list_models(), help="model variant (default: flashdepth, or what --checkpoint holds)")
-    p.add_argument("--checkpoint", help="weights file (default: download the published weights of --model)")
-    add_device_options(p)
-    p.add_argument("--resolution", type=int, metavar="N",
-                   help="process at short side N (depth is still written at the input's size)")
-    p.add_argument("--save", default=DEFAULT_SAVE, metavar="LIST",
-                   help=f"outputs, comma-separated, from: {', '.join(OUTPUTS)} (default {DEFAULT_SAVE})")
-    p.add_argument("--colormap", default="inferno", choices=COLORMAPS, help="colour map of vis and sbs (default inferno)")
-    p.add_argument("--fps", type=float, default=30.0,
-                   help="frame rate given to image inputs and to recovered videos that do not say theirs (default 30)")
-    p.add_argument("--recover-with", metavar="GOOD.mp4",
-                   help="for an MP4/MOV whose recording was interrupted (no index): a complete recording made by the "
-                        "same camera with the same settings, whose decoder configuration rebuilds the frames")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    p.add_argument("--reset-on-cut", action="store_true", help="reset the stream state at detected shot cuts")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster frames on GPU)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
-    p.add_argument("--quiet", action="store_true", help="no progress display")
-    live = p.add_argument_group("live view and 3D")
+    add_run_options(p)
+    live = p.add_argument_group("watching it live")
     live.add_argument("--serve", metavar="[HOST:]PORT",
                       help="serve a live page of input and depth on PORT (0: a free one), on 127.0.0.1 unless "
                            "HOST is given (other addresses let anyone who reaches them watch)")
     live.add_argument("--view", choices=VIEWERS, help="stream into a viewer it starts: rerun (pip install 'flashdepth[rerun]')")
-    camera = live.add_mutually_exclusive_group()
-    camera.add_argument("--intrinsics", metavar="FX,FY,CX,CY",
-                        help="camera intrinsics in pixels of the input (pixel centres at integer coordinates)")
-    camera.add_argument("--fov", type=float, metavar="DEG",
-                        help=f"horizontal field of view when --intrinsics is not given (default {DEFAULT_FOV:g})")
-    live.add_argument("--ply-every", type=int, default=DEFAULT_PLY_EVERY, metavar="N",
-                      help=f"ply: a point cloud of frames 0, N, 2N, ... (default {DEFAULT_PLY_EVERY})")
-    live.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
-                      help=f"3D outputs leave out points farther than M metres (default {DEFAULT_MAX_DEPTH:g})")
-
-
-VIEWERS = ("rerun",)
 
 
 def parse_serve(text: str) -> tuple[str, int]:
@@ -96,51 +65,19 @@ def parse_serve(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def parse_unprojection(args: argparse.Namespace) -> Unprojection:
-    """--intrinsics, --fov and --max-depth as the library's Unprojection (errors in flags)."""
-    intrinsics = None
-    if args.intrinsics:
-        try:
-            intrinsics = Intrinsics.parse(args.intrinsics)
-        except ConfigError:
-            raise UsageError(f"--intrinsics {args.intrinsics!r}: give four numbers FX,FY,CX,CY in pixels, "
-                             "FX and FY positive, e.g. --intrinsics 800,800,479.5,269.5") from None
-    fov = DEFAULT_FOV if args.fov is None else args.fov
-    if not 0 < fov < 180:
-        raise UsageError(f"--fov {args.fov:g}: give a horizontal field of view in degrees, between 0 and 180")
-    if not args.max_depth > 0:
-        raise UsageError(f"--max-depth {args.max_depth:g}: give a positive distance in metres")
-    return Unprojection(intrinsics=intrinsics, fov=fov, max_depth=args.max_depth)
-
-
-def parse_save(save: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(s.strip() for s in save.split(",") if s.strip()))
-    bad = [n for n in names if n not in OUTPUTS]
-    if bad or not names:
-        raise UsageError(f"--save {save!r}: unknown output(s) {', '.join(bad) or '(none)'}; choose from {', '.join(OUTPUTS)}")
-    return names
-
-
 def main(args: argparse.Namespace) -> int:
     from flashdepth.io.sources import open_source
-    from flashdepth.pipeline import RunOptions, check_folder
+    from flashdepth.pipeline import check_folder
 
-    if args.ply_every < 1:
-        raise UsageError(f"--ply-every {args.ply_every}: give a number of frames, 1 or more")
     serve = parse_serve(args.serve) if args.serve else None
-    unprojection = parse_unprojection(args)
-    options = RunOptions(outputs=parse_save(args.save), colormap=args.colormap, reset_on_cut=args.reset_on_cut,
-                         max_frames=args.max_frames, overwrite=args.overwrite, unprojection=unprojection,
-                         ply_every=args.ply_every)
+    options = run_options(args)
     outdir = Path(args.output)
-    if args.recover_with and not Path(args.recover_with).is_file():
-        raise UsageError(f"--recover-with {args.recover_with} does not exist; give a complete recording from the same camera")
     # fails fast on a missing/unreadable input
-    source = open_source(args.input, fps=args.fps, reference=args.recover_with)
+    source = open_source(args.input, fps=args.fps, reference=recovery_reference(args))
     with contextlib.ExitStack() as viewers:
         try:
             check_folder(outdir, options.outputs, options.overwrite)  # before a viewer takes a port or a window
-            observers = start_viewers(viewers, serve, args.view, args.colormap, unprojection)
+            observers = start_viewers(viewers, serve, args.view, args.colormap, options.unprojection)
         except BaseException:
             source.close()
             raise
@@ -148,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def start_viewers(stack: contextlib.ExitStack, serve: Optional[tuple[str, int]], view: Optional[str], colormap: str,
-                  unprojection: Unprojection) -> list:
+                  unprojection) -> list:
     """The observers asked for, started, closed by ``stack`` (on Ctrl-C too)."""
     observers = []
     if serve is not None:
@@ -173,14 +110,9 @@ def _run(args: argparse.Namespace, source, options, outdir: Path, observers: lis
 
     from flashdepth.io.sources import ImageSource
     from flashdepth.pipeline import RunStats, run_to_folder
-    from flashdepth.session import DepthSession
-    from flashdepth.weights import load_model
 
     try:
-        model = load_model(args.checkpoint or args.model or "flashdepth", variant=args.model)
-        session = DepthSession(model, device=args.device, precision=args.precision, resolution=args.resolution)
-        if args.compile:
-            session.model = torch.compile(session.model)
+        session = session_spec(args).open()
     except BaseException:
         source.close()
         raise
@@ -193,7 +125,7 @@ def _run(args: argparse.Namespace, source, options, outdir: Path, observers: lis
 
     def summary(note: str = "") -> None:
         peak = torch.cuda.max_memory_allocated(session.device) if cuda else None
-        print(f"{model.config.name}: {stats.summary(peak)} -> {outdir}{note}")
+        print(f"{session.config.name}: {stats.summary(peak)} -> {outdir}{note}")
 
     try:
         run_to_folder(source, session, outdir, options,

@@ -1,0 +1,130 @@
+"""What a batch does: the job description, and each input's task with its stable output name."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+from typing import Optional
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, UnknownNameError
+from ..pipeline import RunOptions
+from ..session import SessionSpec
+from .engines import ENGINES
+
+#: names an input's folder cannot take: the files the batch keeps beside the folders
+RESERVED_NAMES = frozenset({"manifest.jsonl"})
+_LIVE_PREFIXES = ("webcam:", "lavfi:", "/dev/")
+_NAME_LIMIT = 80
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A corpus of inputs, each streamed start to end into ``outroot/<name>/`` as ``run`` would.
+
+    ``options.overwrite`` redoes inputs that are already done (their folders are replaced);
+    without it a second run of the same job does only what is not done yet.
+    """
+
+    inputs: tuple[str, ...]
+    outroot: str
+    session: SessionSpec = field(default_factory=SessionSpec)
+    options: RunOptions = field(default_factory=RunOptions)
+    fps: float = 30.0  # frame rate given to image inputs (and recovered videos that do not say theirs)
+    reference: Optional[str] = None  # a complete recording that recovers unfinalised MP4s (open_source's)
+    engine: str = "local"  # a name in flashdepth.batch.ENGINES
+    workers: Optional[int] = None  # default: one per GPU, or one per 4 CPU cores
+    retries: int = 1  # new attempts for an input whose worker died while processing it
+    gpus_per_worker: Optional[float] = None  # ray: GPUs each worker reserves (default 1 if the cluster has GPUs)
+    ray_address: Optional[str] = None  # ray: an existing cluster ("auto", "ray://host:10001"); None starts one here
+
+    def __post_init__(self) -> None:
+        # Paths made absolute here: workers (Ray actors especially) need not share our working folder.
+        object.__setattr__(self, "inputs", tuple(str(i) for i in self.inputs))
+        object.__setattr__(self, "outroot", os.path.abspath(self.outroot))
+        if self.reference:
+            object.__setattr__(self, "reference", os.path.abspath(self.reference))
+        if self.session.checkpoint:
+            checkpoint = os.path.abspath(self.session.checkpoint)
+            object.__setattr__(self, "session", replace(self.session, checkpoint=checkpoint))
+        if not self.inputs:
+            raise ConfigError("a batch needs at least one input; give inputs=[...]")
+        if self.engine not in ENGINES:
+            raise UnknownNameError("engine", self.engine, list(ENGINES))
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ConfigError(f"retries={self.retries!r} must be a whole number >= 0")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ConfigError(f"workers={self.workers!r} must be a whole number >= 1 (or None for the default)")
+        if self.engine != "ray":
+            for name in ("gpus_per_worker", "ray_address"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"{name} is a setting of the ray engine; set engine='ray' or leave it None")
+        else:
+            if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
+                raise ConfigError(f"gpus_per_worker={self.gpus_per_worker!r} must be >= 0")
+            if self.session.device and self.session.device.startswith("cuda:"):
+                raise ConfigError(f"device={self.session.device!r}: Ray gives each worker its GPUs; "
+                                  "use device='auto' or 'cuda' and gpus_per_worker")
+
+    def tasks(self) -> list["Task"]:
+        """One task per distinct input, in the order given, each with its output folder's name."""
+        keys = list(dict.fromkeys(input_key(i) for i in self.inputs))
+        return [Task(key, name) for key, name in zip(keys, output_names(keys))]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input to process start to end, and the folder under the output root it goes to."""
+
+    input: str  # as opened: an absolute path for local files and folders, else the spec as given
+    output: str  # folder name under the output root
+    attempt: int = 1
+
+
+def input_key(spec: str) -> str:
+    """The input as workers open it: local paths made absolute (workers may run elsewhere)."""
+    spec = str(spec)
+    if spec.startswith(_LIVE_PREFIXES) or "://" in spec:
+        return spec
+    return os.path.abspath(spec)
+
+
+def _base_name(key: str) -> str:
+    if "://" in key:
+        parts = urlsplit(key)
+        tail = [p for p in parts.path.split("/") if p]
+        stem = PurePosixPath(tail[-1]).stem if tail else parts.netloc
+    elif key.startswith(_LIVE_PREFIXES):
+        stem = key
+    else:
+        path = PurePosixPath(key.replace(os.sep, "/"))
+        stem = path.name if os.path.isdir(key) else path.stem
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", stem).strip("._")[:_NAME_LIMIT]
+    return name or "input"
+
+
+def _short_hash(key: str) -> str:
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+
+
+def output_names(keys: list[str]) -> list[str]:
+    """A folder name per input: its file or folder name, unique and stable.
+
+    Names that two inputs would share (case-insensitively: ``a/clip.mp4`` and ``b/clip.mov``)
+    get a short hash of the full input, so the same list always gives the same folders.
+    """
+    bases = [_base_name(k) for k in keys]
+    shared: dict[str, set[str]] = {}
+    for key, base in zip(keys, bases):
+        shared.setdefault(base.lower(), set()).add(key)
+    names = []
+    for key, base in zip(keys, bases):
+        if len(shared[base.lower()]) > 1 or base.lower() in RESERVED_NAMES:
+            base = f"{base}-{_short_hash(key)}"
+        names.append(base)
+    if len({n.lower() for n in names}) != len(names):  # a base that looks like another's hashed name
+        names = [f"{_base_name(k)}-{_short_hash(k)}" for k in keys]
+    return names
