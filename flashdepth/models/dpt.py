@@ -108,20 +108,22 @@ class DPTHead(nn.Module):
             out[k] = getattr(self.scratch, f"layer{k}_rn")(x)  # (B, features, ...)
         return out
 
-    def refine(self, stage: int, path: Optional[torch.Tensor], levels: dict[int, torch.Tensor]) -> torch.Tensor:
+    def refine(self, stage: int, path: Optional[torch.Tensor], levels: dict[int, torch.Tensor],
+               size: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Decoder stage ``stage`` (0..3, in the order the decoder runs) -> path_{4 - stage}.
 
         Stage 0 is refinenet4 on level 4 alone (path_4 at the patch grid); stage s > 0 fuses the
         previous path with level 4 - s in refinenet{4 - s} and upsamples to the next level's size
         (path_3 at 2x, path_2 at 4x, path_1 at 8x the grid). The published configs place the
-        temporal module by this stage index (``mamba_in_dpt_layer``).
+        temporal module by this stage index (``mamba_in_dpt_layer``). ``size`` gives stage 0's
+        output size (the patch grid) when level 3 was not computed.
         """
         k = 4 - stage
         block = getattr(self.scratch, f"refinenet{k}")
         if path is not None:
             path = self._layout(path)  # a module between stages may hand back another layout
         if stage == 0:
-            return block(levels[4], size=levels[3].shape[-2:])  # (B, f, ph, pw)
+            return block(levels[4], size=size or levels[3].shape[-2:])  # (B, f, ph, pw)
         if k == 1:
             return block(path, levels[1])  # (B, f, 8ph, 8pw)
         return block(path, levels[k], size=levels[k - 1].shape[-2:])  # (B, f, 2^(4-k) ph, ...)
@@ -130,4 +132,6 @@ class DPTHead(nn.Module):
         """path_1 (B, f, h1, w1) -> non-negative depth (B, height, width)."""
         out = self.scratch.output_conv1(path_1)  # (B, f/2, h1, w1)
         out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=True)
-        return F.relu(self.scratch.output_conv2(out)).squeeze(1)  # (B, H, W)
+        # output_conv2 ends in a ReLU; the published forward applies ReLU (and a clamp at 0) once
+        # more, which on a ReLU's output is the identity.
+        return self.scratch.output_conv2(out).squeeze(1)  # (B, H, W)

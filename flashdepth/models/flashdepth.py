@@ -67,7 +67,8 @@ class Teacher(nn.Module):
         x = self.resize(x)
         ph, pw = x.shape[-2] // self.patch, x.shape[-1] // self.patch
         tokens = self.pretrained.intermediate_layers(x)
-        return self.depth_head.refine(0, None, self.depth_head.levels(tokens, ph, pw, paths=(3, 4)))
+        # Stage 0 reads level 3 only for its size, the patch grid: level 3 itself is not computed.
+        return self.depth_head.refine(0, None, self.depth_head.levels(tokens, ph, pw, paths=(4,)), size=(ph, pw))
 
 
 class FlashDepth(nn.Module):
