@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import MissingDependencyError, UnknownNameError
 
@@ -36,18 +36,47 @@ def _eager(model: "torch.nn.Module", size: tuple[int, int], device: "torch.devic
     return model.to(device)
 
 
-def _compiled(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
-    import torch
+class CompiledRunner:
+    """A model whose tensor computation (:meth:`FlashDepth.run_frames`) is compiled once per frame
+    size; the checks and the stream's frame count stay in Python, outside the graph, so streaming
+    never recompiles."""
 
-    return torch.compile(model.to(device), dynamic=False)
+    def __init__(self, model: "torch.nn.Module", mode: Optional[str] = None):
+        import torch
+
+        self.model = model
+        self.config = model.config
+        self.compiled = torch.compile(model.run_frames, mode=mode, dynamic=False)
+
+    def min_input_size(self) -> int:
+        return self.model.min_input_size()
+
+    def to(self, device) -> "CompiledRunner":
+        self.model.to(device)
+        return self
+
+    def eval(self) -> "CompiledRunner":
+        self.model.eval()
+        return self
+
+    def __call__(self, frame: "torch.Tensor", state=None):
+        from .models import StreamState
+
+        video = frame[:, None]  # (B, 1, 3, H, W)
+        self.model.check_stream(video, state)
+        depth, ssm = self.compiled(video, None if state is None else state.ssm)
+        new_state = None if ssm is None else StreamState(ssm, (0 if state is None else state.frames) + 1)
+        return depth[:, 0], new_state
+
+
+def _compiled(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
+    return CompiledRunner(model.to(device))
 
 
 def _compiled_graphs(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
-    import torch
-
     # On CUDA, "reduce-overhead" replays the per-frame step as a CUDA graph (static input and
     # state buffers, one launch per frame); elsewhere it is plain compilation.
-    return torch.compile(model.to(device), mode="reduce-overhead", dynamic=False)
+    return CompiledRunner(model.to(device), mode="reduce-overhead")
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (

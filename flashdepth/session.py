@@ -158,5 +158,7 @@ class SessionSpec:
         session = DepthSession(model, device=device or self.device, precision=self.precision,
                                resolution=self.resolution)
         if self.compile:
-            session.model = torch.compile(session.model)
+            from .backends import CompiledRunner
+
+            session.model = CompiledRunner(session.model)
         return session

@@ -152,29 +152,46 @@ class FlashDepth(nn.Module):
         Equal to calling :meth:`forward` frame by frame with the state carried; the encoder and
         decoder run batched over all frames, only the SSM scan runs along time.
         """
+        self.check_stream(video, state)
+        depth, ssm = self.run_frames(video, None if state is None else state.ssm)
+        if ssm is None:
+            return depth, None
+        return depth, StreamState(ssm, (0 if state is None else state.frames) + video.shape[1])
+
+    def check_stream(self, video: torch.Tensor, state: Optional[StreamState]) -> None:
+        """The input checks of :meth:`forward_sequence` (clear errors before any computation)."""
         if video.dim() != 5:
             raise InputShapeError(f"expected a clip (B, T, 3, H, W), got shape {tuple(video.shape)}")
         b, t, c, height, width = video.shape
         self._check_input(c, height, width)
         self._check_state(state, b)
+
+    def run_frames(self, video: torch.Tensor, ssm: Optional[tuple[torch.Tensor, ...]]
+                   ) -> tuple[torch.Tensor, Optional[tuple[torch.Tensor, ...]]]:
+        """The computation alone, on tensors: video (B, T, 3, H, W) and the SSM states (or None)
+        -> depth (B, T, H, W) and the new SSM states (None for per-frame models).
+
+        No checks and no Python-side bookkeeping, so compilers (torch.compile, exporters) trace
+        one graph that does not depend on how many frames a stream has seen.
+        """
+        b, t, c, height, width = video.shape
         x = video.reshape(b * t, c, height, width)
         ph, pw = height // self.patch_size, width // self.patch_size
 
         tokens = self.pretrained.intermediate_layers(x)  # 4 x (B*T, ph*pw, D)
         levels = self.depth_head.levels(tokens, ph, pw)  # {k: (B*T, f, h_k, w_k)}
         temporal_stage = self.config.temporal.dpt_layer if self.config.temporal is not None else None
-        new_state = None
+        new_ssm = None
         path = None
         for stage in range(4):
             path = self.depth_head.refine(stage, path, levels)  # path_{4 - stage}
             if stage == 0 and self.config.fusion is not None:
                 path = self.hybrid_fusion(path, self.teacher_model(x))  # (B*T, f, ph, pw)
             if stage == temporal_stage:
-                out, ssm = self.mamba(path.reshape(b, t, *path.shape[1:]), None if state is None else state.ssm)
+                out, new_ssm = self.mamba(path.reshape(b, t, *path.shape[1:]), ssm)
                 path = out.reshape(path.shape)  # (B*T, f, h, w)
-                new_state = StreamState(ssm, (0 if state is None else state.frames) + t)
         depth = self.depth_head.head(path, ph * self.patch_size, pw * self.patch_size)  # (B*T, H, W)
-        return depth.reshape(b, t, height, width), new_state
+        return depth.reshape(b, t, height, width), new_ssm
 
     def _check_input(self, channels: int, height: int, width: int) -> None:
         p = self.patch_size
