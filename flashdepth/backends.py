@@ -79,11 +79,26 @@ def _compiled_graphs(model: "torch.nn.Module", size: tuple[int, int], device: "t
     return CompiledRunner(model.to(device), mode="reduce-overhead")
 
 
+def _graph_engine(engine: str):
+    def create(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
+        from .export import OnnxRunner
+
+        return OnnxRunner.from_model(model.to("cpu"), engine, device)  # exports on the first frame of each size
+    return create
+
+
+_ONNX_NEEDS = (("onnx", "onnx", "onnx"), ("onnxscript", "onnxscript", "onnx"))
+
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "PyTorch eager, the model's fast paths", _eager),
     Backend("compile", "torch.compile (Inductor): compiled once per frame size, faster frames after", _compiled),
     Backend("cudagraphs", "torch.compile with CUDA graphs (mode reduce-overhead): the per-frame step as one "
             "graph launch on CUDA", _compiled_graphs),
+    Backend("onnxruntime", "the model exported to ONNX (once per frame size) and run by ONNX Runtime",
+            _graph_engine("onnxruntime"), _ONNX_NEEDS + (("onnxruntime", "onnxruntime", "onnx"),)),
+    Backend("openvino", "the model exported to ONNX (once per frame size) and run by OpenVINO on the CPU",
+            _graph_engine("openvino"), (("onnx", "onnx", "openvino"), ("onnxscript", "onnxscript", "openvino"),
+                                        ("openvino", "openvino", "openvino"))),
 )}
 
 

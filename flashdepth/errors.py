@@ -118,6 +118,10 @@ class MissingDependencyError(FlashDepthError, ImportError):
         super().__init__(f"{what} needs {package}: pip install 'flashdepth[{extra}]'")
 
 
+class ExportError(FlashDepthError, RuntimeError):
+    """A model cannot be exported, or an exported graph cannot be used as asked."""
+
+
 class DatasetFormatError(FlashDepthError, ValueError):
     """A sequence or dataset folder does not follow the format, or a source dataset is not in
     its expected layout."""

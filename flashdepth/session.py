@@ -143,7 +143,7 @@ class SessionSpec:
     device: Optional[str] = None
     precision: Optional[str] = None
     resolution: Optional[int] = None
-    compile: bool = False  # torch.compile the model
+    backend: str = "torch"  # a row of flashdepth.backends.BACKENDS
 
     @property
     def weights(self) -> str:
@@ -151,14 +151,24 @@ class SessionSpec:
         return self.checkpoint or self.model or "flashdepth"
 
     def open(self, device: Optional[str] = None) -> DepthSession:
-        """Load the model and open a session on ``device`` (default: this spec's device)."""
+        """Load the model and open a session on ``device`` (default: this spec's device).
+
+        A ``checkpoint`` ending in ``.onnx`` is a graph written by :func:`flashdepth.export.export_onnx`,
+        run by ``backend`` (``onnxruntime`` unless ``openvino`` is asked)."""
+        from .backends import get_backend
+
+        device = device or self.device
+        if self.checkpoint and str(self.checkpoint).endswith(".onnx"):
+            from .export import OnnxRunner
+
+            engine = self.backend if self.backend in ("onnxruntime", "openvino") else "onnxruntime"
+            runner = OnnxRunner.from_file(self.checkpoint, engine, resolve_device(device))
+            return DepthSession(runner, device=device, precision=self.precision, size=runner.fixed.size)
         from .weights import load_model
 
+        backend = get_backend(self.backend)  # an unknown name or a missing extra fails before loading
         model = load_model(self.weights, variant=self.model)
-        session = DepthSession(model, device=device or self.device, precision=self.precision,
-                               resolution=self.resolution)
-        if self.compile:
-            from .backends import CompiledRunner
-
-            session.model = CompiledRunner(session.model)
+        session = DepthSession(model, device=device, precision=self.precision, resolution=self.resolution)
+        if backend.name != "torch":
+            session.model = backend.create(session.model, None, session.device)
         return session

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from flashdepth.backends import BACKENDS
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, MissingIndexError,
                                OutputExistsError, ServeAddressError, UnknownModelError, UnknownNameError)
@@ -69,7 +70,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "same camera with the same settings, whose decoder configuration rebuilds the frames")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--reset-on-cut", action="store_true", help="reset the stream state at detected shot cuts")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start, faster frames on GPU)")
+    p.add_argument("--backend", default="torch", choices=list(BACKENDS), metavar="NAME",
+                   help="how the model runs: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
+                   + " (default: torch). With --checkpoint FILE.onnx, an exported graph runs on onnxruntime or openvino")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     three_d = p.add_argument_group("3D outputs (ply, rerun) and viewers")
@@ -82,6 +85,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                          help=f"ply: a point cloud of frames 0, N, 2N, ... (default {DEFAULT_PLY_EVERY})")
     three_d.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH, metavar="M",
                          help=f"3D outputs leave out points farther than M metres (default {DEFAULT_MAX_DEPTH:g})")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """An argparse type for HxW sizes (e.g. 518x518)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW (e.g. 518x518)") from None
+    return h, w
 
 
 def parse_save(save: str) -> tuple[str, ...]:
@@ -134,7 +146,7 @@ def session_spec(args: argparse.Namespace):
     from flashdepth.session import SessionSpec
 
     return SessionSpec(model=args.model, checkpoint=args.checkpoint, device=args.device, precision=args.precision,
-                       resolution=args.resolution, compile=args.compile)
+                       resolution=args.resolution, backend=args.backend)
 
 
 class Progress:

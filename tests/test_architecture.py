@@ -19,7 +19,7 @@ PARTS = {
     "registry": (3, ("flashdepth.registry", "flashdepth.weights")),
     "preprocess": (3, ("flashdepth.preprocess",)),
     "session": (4, ("flashdepth.session",)),
-    "backends": (3, ("flashdepth.backends",)),
+    "backends": (3, ("flashdepth.backends", "flashdepth.export")),
     "io": (4, ("flashdepth.io",)),
     "data": (4, ("flashdepth.data",)),
     "metrics": (4, ("flashdepth.metrics",)),

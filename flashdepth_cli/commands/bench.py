@@ -9,7 +9,7 @@ from pathlib import Path
 from flashdepth.config import PRECISIONS
 from flashdepth.registry import list_models
 
-from ..common import UsageError
+from ..common import UsageError, parse_size
 
 HELP = "measure speed: latency, FPS, FLOPs, memory, and the ratio to the reference paths"
 DESCRIPTION = """\
@@ -25,20 +25,12 @@ EXAMPLES = """\
   flashdepth bench --model flashdepth --size 1148x2044 --device cuda --precision bf16 --backend torch compile"""
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HxW (e.g. 518x518)") from None
-    return h, w
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from flashdepth.backends import BACKENDS
 
     p.add_argument("--model", nargs="+", default=["flashdepth-s"], choices=list_models(), metavar="MODEL",
                    help=f"models to time (default flashdepth-s); from: {', '.join(list_models())}")
-    p.add_argument("--size", nargs="+", type=_size, default=[(518, 518)], metavar="HxW",
+    p.add_argument("--size", nargs="+", type=parse_size, default=[(518, 518)], metavar="HxW",
                    help="processing sizes, multiples of 14 (default 518x518)")
     p.add_argument("--frames", type=int, default=10, help="timed frames per case (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed frames first (default 2)")

@@ -1,0 +1,194 @@
+"""The exported graph: what goes in, what comes out, and the metadata that describes it.
+
+Inputs: ``frame`` float32 (B, 3, H, W), ImageNet-normalised RGB at the exported size, and for the
+streaming models ``state_in_0`` ... ``state_in_{k-1}`` float32 (B, nheads, headdim, d_state), the
+tensors of :attr:`flashdepth.StreamState.ssm` in order. Outputs: ``depth`` float32 (B, H, W),
+inverse depth on the model's scale, and ``state_out_0`` ... ``state_out_{k-1}``. All-zero
+states start a stream (the SSM recurrence from a zero state is what ``state=None`` computes).
+Per-frame models (Depth Anything V2) have ``frame`` -> ``depth`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, from_dict
+from ..errors import ExportError, MissingDependencyError
+
+#: metadata_props of every exported graph (all values are strings; lists and dicts are JSON)
+METADATA_KEYS = {
+    "flashdepth.version": "the flashdepth version that wrote the graph",
+    "flashdepth.variant": "the model's name (ModelConfig.name)",
+    "flashdepth.config": "the whole ModelConfig as JSON (rebuilds the model's description)",
+    "flashdepth.patch_size": "the ViT patch size; H and W are multiples of it",
+    "flashdepth.input_size": "[H, W] of the frame input",
+    "flashdepth.input_mean": "RGB mean subtracted from [0, 1] pixels",
+    "flashdepth.input_std": "RGB std the centred pixels are divided by",
+    "flashdepth.batch": "the batch size, or \"dynamic\"",
+    "flashdepth.state_shapes": "[[B, nheads, headdim, d_state], ...] per state_in_i (B: the batch); [] if per-frame",
+    "flashdepth.precision": "fp32, or fp16 (float16 compute inside; inputs and outputs stay float32)",
+    "flashdepth.output": "what depth holds",
+}
+
+OPSET = 18
+
+
+class StepGraph(nn.Module):
+    """One streaming step as a module of plain tensors: (frame, *state_in) -> (depth, *state_out).
+
+    ``compute_dtype`` float16 runs the model in half precision between float32 inputs and outputs,
+    so callers feed the same tensors whatever the graph computes in.
+    """
+
+    def __init__(self, model: nn.Module, compute_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.model = model
+        self.compute_dtype = compute_dtype
+
+    def forward(self, frame: torch.Tensor, *state_in: torch.Tensor):
+        video = frame.to(self.compute_dtype)[:, None]  # (B, 1, 3, H, W)
+        depth, state_out = self.model.run_frames(video, tuple(state_in) if state_in else None)
+        depth = depth[:, 0].float()  # (B, H, W)
+        if state_out is None:
+            return depth
+        return (depth, *(s.float() for s in state_out))
+
+
+def state_shapes(config: ModelConfig, batch: int = 1) -> list[tuple[int, int, int, int]]:
+    """Shapes of ``state_in_i`` for ``config``: (batch, nheads, headdim, d_state) per Mamba block."""
+    t = config.temporal
+    if t is None:
+        return []
+    heads = t.expand * config.dpt.features // t.headdim
+    return [(batch, heads, t.headdim, t.d_state)] * t.num_blocks
+
+
+@dataclass(frozen=True)
+class ExportedGraph:
+    """What an exported graph holds, read back from its metadata."""
+
+    path: Path
+    config: ModelConfig
+    size: tuple[int, int]  # (H, W) of the frame input
+    batch: Optional[int]  # None: dynamic
+    state_shapes: tuple[tuple[int, ...], ...]  # with the batch dimension first (0 if dynamic)
+    precision: str
+
+    @property
+    def input_names(self) -> list[str]:
+        return ["frame"] + [f"state_in_{i}" for i in range(len(self.state_shapes))]
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["depth"] + [f"state_out_{i}" for i in range(len(self.state_shapes))]
+
+
+def _require(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError("ONNX export", module, extra)
+
+
+def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, batch: int = 1,
+                dynamic: bool = False, fp16: bool = False, opset: int = OPSET) -> ExportedGraph:
+    """Write the per-frame step of ``model`` (a :class:`flashdepth.FlashDepth`) as an ONNX graph.
+
+    ``size``: (H, W) of the frames the graph takes, multiples of the patch size (the positional
+    embedding is resampled for this token grid, as the PyTorch model does per frame size).
+    ``dynamic``: the batch dimension is left free (one graph for any number of streams at once).
+    ``fp16``: compute in float16 inside the graph (inputs, outputs and the state stay float32);
+    for GPU runtimes -- TensorRT builds its own fp16 engine from the fp32 graph (``--fp16``).
+    """
+    _require("onnx", "onnx")
+    _require("onnxscript", "onnx")
+    import onnx
+
+    from .. import __version__
+
+    h, w = (int(v) for v in size)
+    model._check_input(3, h, w)  # InputShapeError names the nearest valid size
+    config: ModelConfig = model.config
+    reference = next(model.parameters())
+    dtype = torch.float16 if fp16 else torch.float32
+    if fp16 or reference.dtype != torch.float32:
+        model = _copy_as(model, dtype)
+    # torch.export specialises a dimension of size 1, so a dynamic batch is traced with 2
+    example_batch = 2 if dynamic else int(batch)
+    frame = torch.zeros(example_batch, 3, h, w, device=reference.device)
+    states = [torch.zeros(s, device=reference.device) for s in state_shapes(config, example_batch)]
+    names = ExportedGraph(Path(path), config, (h, w), None, tuple(map(tuple, state_shapes(config))), "")
+    dynamic_shapes = None
+    if dynamic:
+        b = torch.export.Dim("batch", min=1, max=1024)
+        dynamic_shapes = ({0: b}, tuple({0: b} for _ in states))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+        try:
+            program = torch.onnx.export(StepGraph(model, dtype).eval(), (frame, *states), dynamo=True,
+                                        input_names=names.input_names, output_names=names.output_names,
+                                        dynamic_shapes=dynamic_shapes, opset_version=opset, verbose=False)
+        except Exception as e:  # the exporter raises many kinds; say which model and size failed
+            raise ExportError(f"exporting {config.name} at {h}x{w} to ONNX failed: {type(e).__name__}: {e}") from e
+    proto = program.model_proto
+    shapes = state_shapes(config, 0 if dynamic else int(batch))
+    meta = {
+        "flashdepth.version": __version__,
+        "flashdepth.variant": config.name,
+        "flashdepth.config": json.dumps(config.to_dict()),
+        "flashdepth.patch_size": str(config.vit.patch_size),
+        "flashdepth.input_size": json.dumps([h, w]),
+        "flashdepth.input_mean": json.dumps(list(config.input.mean)),
+        "flashdepth.input_std": json.dumps(list(config.input.std)),
+        "flashdepth.batch": "dynamic" if dynamic else str(int(batch)),
+        "flashdepth.state_shapes": json.dumps([list(s) for s in shapes]),
+        "flashdepth.precision": "fp16" if fp16 else "fp32",
+        "flashdepth.output": "inverse depth (disparity) on the model's scale (published weights: about 100 / metres); "
+                             "0 at the sky",
+    }
+    assert set(meta) == set(METADATA_KEYS)
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save_model(proto, str(path))
+    return read_metadata(path)
+
+
+def _copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The same weights in ``dtype``, leaving the caller's model as it is."""
+    from ..models import FlashDepth
+
+    copy = FlashDepth(model.config).to(next(model.parameters()).device)
+    copy.load_state_dict(model.state_dict())
+    return copy.to(dtype).eval().requires_grad_(False)
+
+
+def read_metadata(path: str | Path) -> ExportedGraph:
+    """The description of an exported graph, from its metadata alone."""
+    _require("onnx", "onnx")
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"no ONNX graph at {path}; write one with flashdepth.export.export_onnx")
+    proto = onnx.load_model(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    missing = [k for k in METADATA_KEYS if k not in meta]
+    if missing:
+        raise ExportError(f"{path} was not written by flashdepth (metadata {', '.join(missing)} missing); "
+                          "export it with flashdepth.export.export_onnx")
+    config = from_dict(ModelConfig, json.loads(meta["flashdepth.config"]), "flashdepth.config").validate()
+    batch = None if meta["flashdepth.batch"] == "dynamic" else int(meta["flashdepth.batch"])
+    return ExportedGraph(path, config, tuple(json.loads(meta["flashdepth.input_size"])), batch,
+                         tuple(tuple(s) for s in json.loads(meta["flashdepth.state_shapes"])),
+                         meta["flashdepth.precision"])
