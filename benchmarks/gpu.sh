@@ -25,4 +25,11 @@ bench --model flashdepth-l --size 518x924 --precision bf16 --backend torch compi
 bench --model flashdepth-s --size 1148x2044 --precision bf16 --backend torch compile --json "$OUT/s-2k.json"
 # fp32 for reference (what the CPU figures use).
 bench --model flashdepth-s --size 518x518 --precision fp32 --backend torch --json "$OUT/s-518-fp32.json"
+# TensorRT from the exported graph (fp16 engine built by trtexec), when TensorRT is installed.
+if command -v trtexec >/dev/null 2>&1; then
+  python -m flashdepth_cli export onnx --model flashdepth-l --random-weights --size 518x924 -o "$OUT/l-518.onnx"
+  trtexec --onnx="$OUT/l-518.onnx" --fp16 --warmUp=2000 --iterations=100 --useCudaGraph | tee "$OUT/trt-l-518-fp16.txt"
+else
+  echo "trtexec not found: TensorRT row skipped" | tee "$OUT/trt-skipped.txt"
+fi
 echo "results in $OUT"
