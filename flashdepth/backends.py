@@ -79,11 +79,11 @@ def _compiled_graphs(model: "torch.nn.Module", size: tuple[int, int], device: "t
     return CompiledRunner(model.to(device), mode="reduce-overhead")
 
 
-def _graph_engine(engine: str):
+def _graph_engine(engine: str, int8: bool = False):
     def create(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
         from .export import OnnxRunner
 
-        return OnnxRunner.from_model(model.to("cpu"), engine, device)  # exports on the first frame of each size
+        return OnnxRunner.from_model(model.to("cpu"), engine, device, int8=int8)  # exports on the first frame of each size
     return create
 
 
@@ -96,6 +96,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             "graph launch on CUDA", _compiled_graphs),
     Backend("onnxruntime", "the model exported to ONNX (once per frame size) and run by ONNX Runtime",
             _graph_engine("onnxruntime"), _ONNX_NEEDS + (("onnxruntime", "onnxruntime", "onnx"),)),
+    Backend("onnxruntime-int8", "as onnxruntime, with dynamic int8 matrix multiplies (CPU; faster, less accurate: "
+            "docs/performance.md)", _graph_engine("onnxruntime", int8=True),
+            _ONNX_NEEDS + (("onnxruntime", "onnxruntime", "onnx"),)),
     Backend("openvino", "the model exported to ONNX (once per frame size) and run by OpenVINO on the CPU",
             _graph_engine("openvino"), (("onnx", "onnx", "openvino"), ("onnxscript", "onnxscript", "openvino"),
                                         ("openvino", "openvino", "openvino"))),

@@ -172,3 +172,18 @@ def test_cli_export_then_run_on_a_video(tmp_path, capsys):
         assert np.linalg.norm(runs[name] - runs["torch"]) / np.linalg.norm(runs["torch"]) <= 1e-4
     assert main(["export", "onnx", "--checkpoint", str(ckpt), "--size", "141x196", "-o", str(out)]) == 2
     assert "multiples of 14" in capsys.readouterr().err
+
+
+def test_int8_graph_is_close_and_smaller(graphs, tmp_path):
+    """Dynamic int8 quantisation: the weights of the matrix multiplies shrink 4x, the depth stays
+    close to fp32 (quantisation error, not equality) and the state still streams."""
+    model, graph = graphs["s"]
+    q = export_onnx(model, tmp_path / "int8.onnx", SIZE, int8=True)
+    assert q.precision == "int8" and q.state_shapes == graph.state_shapes
+    assert q.path.stat().st_size < graph.path.stat().st_size
+    errors, state, _ = stream_both(model, OnnxRunner.from_file(q.path), frames(3, *SIZE, seed=8))
+    print("int8 relative L2 per frame", errors)
+    assert 0 < max(errors) <= 0.1, errors
+    assert state.frames == 3
+    with pytest.raises(ExportError, match="exclude each other"):
+        export_onnx(model, tmp_path / "both.onnx", SIZE, int8=True, fp16=True)

@@ -33,7 +33,8 @@ METADATA_KEYS = {
     "flashdepth.input_std": "RGB std the centred pixels are divided by",
     "flashdepth.batch": "the batch size, or \"dynamic\"",
     "flashdepth.state_shapes": "[[B, nheads, headdim, d_state], ...] per state_in_i (B: the batch); [] if per-frame",
-    "flashdepth.precision": "fp32, or fp16 (float16 compute inside; inputs and outputs stay float32)",
+    "flashdepth.precision": "fp32; fp16 (float16 compute inside; inputs and outputs stay float32); int8 (dynamic "
+                            "int8 matrix multiplies)",
     "flashdepth.output": "what depth holds",
 }
 
@@ -98,7 +99,7 @@ def _require(module: str, extra: str) -> None:
 
 
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, batch: int = 1,
-                dynamic: bool = False, fp16: bool = False, opset: int = OPSET) -> ExportedGraph:
+                dynamic: bool = False, fp16: bool = False, int8: bool = False, opset: int = OPSET) -> ExportedGraph:
     """Write the per-frame step of ``model`` (a :class:`flashdepth.FlashDepth`) as an ONNX graph.
 
     ``size``: (H, W) of the frames the graph takes, multiples of the patch size (the positional
@@ -106,7 +107,12 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
     ``dynamic``: the batch dimension is left free (one graph for any number of streams at once).
     ``fp16``: compute in float16 inside the graph (inputs, outputs and the state stay float32);
     for GPU runtimes -- TensorRT builds its own fp16 engine from the fp32 graph (``--fp16``).
+    ``int8``: dynamic int8 quantisation of the matrix multiplies' weights (ONNX Runtime's
+    ``quantize_dynamic``; activations are quantised per call), for CPUs without a GPU. It trades
+    accuracy for speed: docs/performance.md measures both.
     """
+    if fp16 and int8:
+        raise ExportError("fp16 and int8 exclude each other: choose one precision for the graph")
     _require("onnx", "onnx")
     _require("onnxscript", "onnx")
     import onnx
@@ -151,7 +157,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
         "flashdepth.input_std": json.dumps(list(config.input.std)),
         "flashdepth.batch": "dynamic" if dynamic else str(int(batch)),
         "flashdepth.state_shapes": json.dumps([list(s) for s in shapes]),
-        "flashdepth.precision": "fp16" if fp16 else "fp32",
+        "flashdepth.precision": "fp16" if fp16 else "int8" if int8 else "fp32",
         "flashdepth.output": "inverse depth (disparity) on the model's scale (published weights: about 100 / metres); "
                              "0 at the sky",
     }
@@ -161,7 +167,30 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save_model(proto, str(path))
+    if int8:
+        _quantize_int8(path, meta)
     return read_metadata(path)
+
+
+def _quantize_int8(path: Path, meta: dict[str, str]) -> None:
+    _require("onnxruntime", "onnx")
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    path.replace(fp32)
+    try:
+        # MatMul only: the ViT's linear layers hold nearly all of the FLOPs; the convolutions of
+        # the DPT stay float (ConvInteger has no fast CPU kernel in ONNX Runtime)
+        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        fp32.unlink(missing_ok=True)
+    proto = onnx.load_model(str(path))
+    del proto.metadata_props[:]  # the quantiser does not promise to keep them
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save_model(proto, str(path))
 
 
 def _copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -93,10 +93,11 @@ class OnnxRunner:
     """
 
     def __init__(self, engine: str, device: torch.device | str = "cpu", model: Optional[torch.nn.Module] = None,
-                 graph: Optional[ExportedGraph] = None):
+                 graph: Optional[ExportedGraph] = None, int8: bool = False):
         self.engine = get_engine(engine)
         self.device = torch.device(device)
         self.model = model
+        self.int8 = int8
         self.graphs: dict[tuple[int, int, int], tuple[ExportedGraph, Callable]] = {}
         self.folder: Optional[tempfile.TemporaryDirectory] = None
         if graph is not None:
@@ -113,9 +114,10 @@ class OnnxRunner:
         return cls(engine, device, graph=read_metadata(path))
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, engine: str = "onnxruntime", device: torch.device | str = "cpu"
-                   ) -> "OnnxRunner":
-        return cls(engine, device, model=model)
+    def from_model(cls, model: torch.nn.Module, engine: str = "onnxruntime", device: torch.device | str = "cpu",
+                   int8: bool = False) -> "OnnxRunner":
+        """``int8``: export with dynamic int8 matrix multiplies (see :func:`export_onnx`)."""
+        return cls(engine, device, model=model, int8=int8)
 
     def min_input_size(self) -> int:
         if self.fixed is not None:
@@ -141,7 +143,7 @@ class OnnxRunner:
             if self.folder is None:
                 self.folder = tempfile.TemporaryDirectory(prefix="flashdepth-onnx-")
             path = Path(self.folder.name) / f"{self.config.name}-{batch}x{h}x{w}.onnx"
-            graph = export_onnx(self.model, path, (h, w), batch=batch)
+            graph = export_onnx(self.model, path, (h, w), batch=batch, int8=self.int8)
             self.graphs[key] = (graph, self.engine.load(path, self.device))
         return self.graphs[key]
 

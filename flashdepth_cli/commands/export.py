@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamic", action="store_true", help="leave the batch dimension free")
     p.add_argument("--fp16", action="store_true",
                    help="compute in float16 inside the graph (inputs and outputs stay float32); for GPU runtimes")
+    p.add_argument("--int8", action="store_true",
+                   help="dynamic int8 quantisation of the matrix multiplies (CPU; faster, less accurate)")
     p.add_argument("--verify", type=int, default=0, metavar="N",
                    help="after export, run N frames through ONNX Runtime and PyTorch and print their relative difference")
     p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="where to write the graph")
@@ -53,6 +55,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--random-weights and --checkpoint exclude each other")
     if args.random_weights and not args.model:
         raise UsageError("--random-weights needs --model NAME (the architecture)")
+    if args.fp16 and args.int8:
+        raise UsageError("--fp16 and --int8 exclude each other")
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch}: give 1 or more")
     h, w = args.size
@@ -65,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     if h % p or w % p:
         raise UsageError(f"--size {h}x{w}: sides must be multiples of {p} (e.g. {max(p, round(h / p) * p)}x"
                          f"{max(p, round(w / p) * p)})")
-    graph = export_onnx(model, args.output, (h, w), batch=args.batch, dynamic=args.dynamic, fp16=args.fp16)
+    graph = export_onnx(model, args.output, (h, w), batch=args.batch, dynamic=args.dynamic, fp16=args.fp16, int8=args.int8)
     size_mb = Path(args.output).stat().st_size / 2**20
     print(f"wrote {args.output} ({size_mb:.1f} MB): {model.config.name} at {h}x{w}, batch "
           f"{'dynamic' if args.dynamic else args.batch}, {graph.precision}; inputs {', '.join(graph.input_names)}; "
