@@ -31,6 +31,9 @@ def _onnxruntime(path: Path, device: torch.device) -> Callable[[Feeds], list[np.
         providers.insert(0, "CUDAExecutionProvider")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ONNX Runtime's threads otherwise spin for a while after each call, taking the cores from
+    # the decoder and encoder threads of the pipeline (and from anything timed beside them)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=providers)
     return lambda feeds: session.run(None, feeds)
 
