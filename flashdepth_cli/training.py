@@ -190,7 +190,7 @@ def _build(config, world: int, rank: int, device: torch.device, resume: Optional
     model.set_grad_checkpointing(config.grad_checkpointing)
     model.train()
     optimizer = build_optimizer(model, config)
-    scheduler = warmup_schedule(optimizer, config.optim.warmup_steps)
+    scheduler = warmup_schedule(optimizer, config.optim.warmup_steps, config.optim.schedule, config.steps)
     start = 0
     if meta is not None:
         optimizer.load_state_dict(meta["optimizer"])

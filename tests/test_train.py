@@ -203,3 +203,21 @@ def test_non_finite_steps_are_skipped_and_reported(tiny_config, tmp_path, capsys
                              "optim.lr_dpt=inf", "optim.warmup_steps=1"])
     err = capsys.readouterr().err
     assert "step 1 skipped: non-finite" in err and "step 2 skipped: non-finite" in err
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from flashdepth.errors import ConfigError
+    from flashdepth.train import warmup_schedule
+    from flashdepth.train.config import OptimConfig, TrainConfig
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    schedule = warmup_schedule(optimizer, 4, "cosine", 20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[:4] == [0.5, 1.0, 1.5, 2.0]
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] < 0.05
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        TrainConfig(optim=OptimConfig(schedule="linear")).validate()

@@ -53,6 +53,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.01
     warmup_steps: int = 1000
+    schedule: str = "constant"  # after warm-up: "constant", or "cosine" (down to 0 at the last step)
     grad_clip: float = 0.0  # 0 = no clipping
 
 
@@ -87,6 +88,8 @@ class TrainConfig:
             raise ConfigError(f"data.crop_size={self.data.crop_size} must be multiples of 14")
         if self.data.strides and len(self.data.strides) != len(self.data.datasets):
             raise ConfigError(f"data.strides has {len(self.data.strides)} entries for {len(self.data.datasets)} datasets")
+        if self.optim.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"optim.schedule={self.optim.schedule!r}; use 'constant' or 'cosine'")
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ConfigError(f"precision={self.precision!r}; use bf16, fp16 or fp32")
         return self

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import math
+
 import torch
 
 from ..errors import ConfigError
@@ -87,6 +89,20 @@ def build_optimizer(model: FlashDepth, config: TrainConfig) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)
 
 
-def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from lr/warmup to lr over ``warmup_steps``, then constant."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup_steps)))
+def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, schedule: str = "constant",
+                    total_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from lr/warmup to lr over ``warmup_steps``, then constant, or (``cosine``)
+    a half cosine from lr down to 0 at ``total_steps`` (a cool-down: constant-rate training ends
+    on a noisy iterate; the decay averages it out)."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule={schedule!r}; use 'constant' or 'cosine'")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
