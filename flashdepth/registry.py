@@ -28,6 +28,14 @@ FULL_2K = InputConfig(eval_preset="2k")  # the Full model is evaluated at 2K
 
 FLASHDEPTH_REPO = "Eyeline-Research/FlashDepth"
 
+# The demonstration model trained by this package on synthetic scenes (docs/tiny-synthetic.md):
+# 126x224 frames give a 9x16 token grid; path_3 (18x32) pooled by 1/4 gives the SSM 4x8 tokens.
+VIT_TINY = ViTConfig(embed_dim=96, depth=6, num_heads=3, layer_indices=(1, 3, 4, 5), pos_grid=16)
+DPT_TINY = DPTConfig(features=32, out_channels=(32, 64, 128, 128), head_hidden=16)
+TEMPORAL_TINY = TemporalConfig(dpt_layer=1, num_blocks=2, downsample=0.25, d_state=64, expand=2, headdim=16,
+                               chunk_size=64, mlp_ratio=2)
+NATIVE_EVAL = InputConfig(eval_preset="native")
+
 
 @dataclass(frozen=True)
 class HubFile:
@@ -38,11 +46,26 @@ class HubFile:
     def url(self) -> str:
         return f"https://huggingface.co/{self.repo_id}/resolve/main/{self.filename}"
 
+    @property
+    def location(self) -> str:
+        return f"{self.repo_id}/{self.filename}"
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    """Weights shipped inside the package (``flashdepth/assets/``): loaded offline."""
+
+    filename: str
+
+    @property
+    def location(self) -> str:
+        return f"bundled: flashdepth/assets/{self.filename}"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
     config: ModelConfig
-    weights: HubFile
+    weights: HubFile | PackagedFile
     description: str
 
 
@@ -72,6 +95,11 @@ _MODELS: dict[str, ModelSpec] = {
         ModelConfig(name="depth-anything-v2-large", vit=VIT_L, dpt=DPT_L, input=SHORT_518),
         HubFile("depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth"),
         "Depth Anything V2 ViT-L (per frame, no temporal state)"),
+    "flashdepth-tiny-synthetic": ModelSpec(
+        ModelConfig(name="flashdepth-tiny-synthetic", vit=VIT_TINY, dpt=DPT_TINY, temporal=TEMPORAL_TINY,
+                    input=NATIVE_EVAL),
+        PackagedFile("flashdepth-tiny-synthetic.safetensors"),
+        "demonstration model trained here on synthetic scenes only (bundled, offline; not for real video)"),
 }
 
 

@@ -245,8 +245,25 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, **extra: Any) -> P
 
 
 # -------------------------------------------------------------------------------------- hub
+def bundled_weights(name: str) -> Path:
+    """The path of a registered model's weights shipped inside the package."""
+    from importlib.resources import files
+
+    packaged = get_spec(name).weights
+    path = Path(str(files("flashdepth") / "assets" / packaged.filename))
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{name}: its bundled weights {path} are missing from this installation; "
+                                   "reinstall flashdepth (pip install --force-reinstall flashdepth)")
+    return path
+
+
 def download_weights(name: str) -> Path:
-    """Fetch the published weights of a registered model into the Hugging Face hub cache."""
+    """Fetch the published weights of a registered model into the Hugging Face hub cache
+    (weights bundled with the package are returned from the package)."""
+    from .registry import PackagedFile
+
+    if isinstance(get_spec(name).weights, PackagedFile):
+        return bundled_weights(name)
     hub_file = get_spec(name).weights
     advice = (f"download {hub_file.url} and pass its path (flashdepth.load_model(PATH) or --checkpoint PATH), "
               f"or fetch it into the hub cache with `hf download {hub_file.repo_id} {hub_file.filename}`")

@@ -19,7 +19,7 @@ from .common import UsageError, cli_message
 
 #: subcommand -> module in flashdepth_cli.commands (each has HELP, DESCRIPTION, EXAMPLES,
 #: add_arguments(parser) and main(args) -> exit code)
-COMMANDS = ("run", "batch", "eval", "convert", "train", "bench", "export", "models")
+COMMANDS = ("demo", "run", "batch", "eval", "convert", "synth", "train", "bench", "export", "models")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ PARTS = {
     "bench": (5, ("flashdepth.bench",)),
     "train": (5, ("flashdepth.train",)),
     "batch": (6, ("flashdepth.batch",)),
+    "demo": (6, ("flashdepth.demo",)),
     "cli": (7, ("flashdepth_cli",)),
 }
 

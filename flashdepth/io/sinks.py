@@ -111,13 +111,16 @@ class VideoWriter:
         image = colorize(self.normalize(depth), self.table)  # (H, W, 3)
         if self.side_by_side:
             image = np.concatenate([as_rgb8(frame.image), image], axis=1)
+        self.write_image(image, frame.pts if frame.pts is not None else frame.index)
+
+    def write_image(self, image: np.ndarray, pts: int) -> None:
+        """Encode one ready-made (H, W, 3) uint8 picture at ``pts`` (in ``time_base`` units)."""
         h, w = image.shape[:2]
         if self.container is None:
             self._open(w, h)
         if (h % 2) or (w % 2):
             image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         out = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        pts = frame.pts if frame.pts is not None else frame.index
         if self.last_pts is not None and pts <= self.last_pts:
             pts = self.last_pts + 1  # keep timestamps strictly increasing (some streams repeat them)
         out.pts, out.time_base = pts, self.time_base

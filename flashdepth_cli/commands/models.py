@@ -20,5 +20,5 @@ def main(args: argparse.Namespace) -> int:
 
     for name in list_models():
         spec = get_spec(name)
-        print(f"{name:26s} {spec.description}  [{spec.weights.repo_id}/{spec.weights.filename}]")
+        print(f"{name:26s} {spec.description}  [{spec.weights.location}]")
     return 0
