@@ -361,6 +361,7 @@ def run(args, checkout: Path, tmp: Path, size, device, command) -> None:
     ours = flashdepth.load_model(weights, variant=args.model)
 
 
+    load_before = os.getloadavg()  # other work on the machine shows here: the absolute figures need an idle one
     gen = torch.Generator().manual_seed(args.seed + 1)
     frames = [torch.randn(1, 3, *size, generator=gen) for _ in range(args.warmup + args.frames)]
     outputs = {"official": [], "ours": []}
@@ -399,7 +400,8 @@ def run(args, checkout: Path, tmp: Path, size, device, command) -> None:
         "fraction_of_peak_official": flops / 1e6 / official_ms / peak,
         "fraction_of_peak_ours": flops / 1e6 / ours_ms / peak,
         "official_commit": official_commit(checkout), "official_config_reader": reader,
-        "machine": {**machine(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "machine": {**machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "command": command,
     }
     print(f"{args.model} {record['size']} fp32 CPU, {torch.get_num_threads()} threads, "
