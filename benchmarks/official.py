@@ -202,9 +202,14 @@ def _module(name: str, **attrs) -> types.ModuleType:
     return mod
 
 
-def prepare_official(checkout: Path, workdir: Path) -> Path:
+def prepare_official(checkout: Path, workdir: Path, attention: str = "sdpa") -> Path:
     """Copy the parts of the official checkout that inference needs into ``workdir``, apply the
-    CPU replacements, and put it first on sys.path. Returns the copy's root."""
+    CPU replacements, and put it first on sys.path. Returns the copy's root.
+
+    ``attention``: ``sdpa`` gives DINOv2 an ``xformers.ops`` whose memory-efficient attention is
+    PyTorch's fused attention (what the official setup runs, on a CPU); ``fallback`` gives it no
+    xformers at all, so the official DINOv2 layers take their own path for that case (explicit
+    ``q @ k^T``, softmax, ``@ v``) -- the official code exactly as it runs where xformers is absent."""
     root = workdir / "official"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(checkout / "flashdepth", root / "fdofficial", ignore=ignore)
@@ -218,10 +223,14 @@ def prepare_official(checkout: Path, workdir: Path) -> Path:
             raise RuntimeError(f"{rel}: expected line not found (is this the official layout?): {old!r}")
         path.write_text(text.replace(old, new, 1))
     # modules injected rather than edited: third-party CUDA packages the copy does not contain
-    ops = _module("xformers.ops", memory_efficient_attention=_sdpa_bnhd, unbind=torch.unbind,
-                  fmha=types.SimpleNamespace(BlockDiagonalMask=_raises("xformers fmha")),
-                  scaled_index_add=_raises("scaled_index_add"), index_select_cat=_raises("index_select_cat"))
-    _module("xformers", ops=ops)
+    if attention == "fallback":
+        sys.modules["xformers"] = None  # ``import xformers...`` raises ImportError: DINOv2's own fallback
+        sys.modules["xformers.ops"] = None
+    else:
+        ops = _module("xformers.ops", memory_efficient_attention=_sdpa_bnhd, unbind=torch.unbind,
+                      fmha=types.SimpleNamespace(BlockDiagonalMask=_raises("xformers fmha")),
+                      scaled_index_add=_raises("scaled_index_add"), index_select_cat=_raises("index_select_cat"))
+        _module("xformers", ops=ops)
     _module("flash_attn", flash_attn_func=_flash_attn_func)
     _module("mamba_ssm.ops.triton.layernorm_gated", RMSNorm=_GatedRMSNorm)
     _module("mamba_ssm.ops.triton.ssd_combined", mamba_chunk_scan_combined=_ssd_chunk_scan,
@@ -331,6 +340,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference", type=Path, default=None,
                         help="folder with manifest_<model>.json: check the official state-dict layout")
+    parser.add_argument("--official-attention", choices=["sdpa", "fallback"], default="sdpa",
+                        help="DINOv2 attention of the official code: xformers stood in by PyTorch's fused attention "
+                             "(sdpa, default), or the official layers' own path without xformers (fallback)")
     parser.add_argument("--official-flops", action="store_true", help="also count the official model's FLOPs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -350,7 +362,7 @@ def main() -> None:
 
 
 def run(args, checkout: Path, tmp: Path, size, device, command) -> None:
-    root = prepare_official(checkout, tmp)
+    root = prepare_official(checkout, tmp, args.official_attention)
     torch.manual_seed(args.seed)
     official, reader = build_official(root, args.model)
     if args.reference is not None:
@@ -400,6 +412,7 @@ def run(args, checkout: Path, tmp: Path, size, device, command) -> None:
         "fraction_of_peak_official": flops / 1e6 / official_ms / peak,
         "fraction_of_peak_ours": flops / 1e6 / ours_ms / peak,
         "official_commit": official_commit(checkout), "official_config_reader": reader,
+        "official_attention": args.official_attention,
         "machine": {**machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "command": command,
