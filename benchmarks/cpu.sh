@@ -19,7 +19,7 @@ bench --model flashdepth-s --size 518x518 --frames 10 --backend torch onnxruntim
       --json "$OUT/s-518.json"
 bench --model flashdepth-l --size 280x504 --frames 6 --json "$OUT/l-280x504.json"
 bench --model flashdepth --size 532x952 --frames 3 --warmup 1 --json "$OUT/full-532x952.json"
-python benchmarks/profile.py --model flashdepth-s --size 518x518 --frames 3 --json "$OUT/profile-s-518.json"
+python benchmarks/breakdown.py --model flashdepth-s --size 518x518 --frames 3 --json "$OUT/profile-s-518.json"
 if [ "$#" -gt 0 ]; then
   python benchmarks/int8.py "$@" --model flashdepth-s --resolution 280 --frames 24 --json "$OUT/int8-s.json"
 fi

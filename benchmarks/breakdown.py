@@ -1,6 +1,6 @@
 """Where the time of one streaming step goes, by kind of work, with the fast paths and without.
 
-    python benchmarks/profile.py [--model flashdepth-s] [--size 518x518] [--frames 3] [--json out.json]
+    python benchmarks/breakdown.py [--model flashdepth-s] [--size 518x518] [--frames 3] [--json out.json]
 
 Runs the same weights twice in one process -- the fast paths (SDPA attention, channels-last
 convolutions) and the pure-PyTorch references -- under ``torch.profiler`` on the CPU, streaming
