@@ -18,6 +18,8 @@ The Chromium driver is the tests' (tests/browser.py), so run this from a clone.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -108,7 +110,8 @@ def rerun_view(recording: Path, out: Path, wait: float) -> None:
     grpc, web = free_port(), free_port()
     server = subprocess.Popen([sys.executable, "-m", "rerun", "--serve-web", str(recording),
                                "--bind", "127.0.0.1", "--port", str(grpc), "--web-viewer-port", str(web)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # `python -m rerun` starts the viewer binary as a child
     try:
         time.sleep(3)
         with Browser(1280, 720, flags=SOFTWARE_WEBGL, timeout=240) as browser:  # software WebGL: slow
@@ -118,7 +121,7 @@ def rerun_view(recording: Path, out: Path, wait: float) -> None:
             (out / "rerun.png").write_bytes(browser.screenshot())
         print("rerun.png written")
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # the wrapper and the binary it started
         server.wait(timeout=30)
 
 
