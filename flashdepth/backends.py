@@ -8,11 +8,10 @@ every backend the same way.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from .errors import MissingDependencyError, UnknownNameError
+from .errors import UnknownNameError, require_modules
 
 if TYPE_CHECKING:  # the table is read by the command line, which must start without torch
     import torch
@@ -27,9 +26,7 @@ class Backend:
     needs: tuple[tuple[str, str, str], ...] = ()  # (module, pip package, flashdepth extra)
 
     def check(self) -> None:
-        for module, package, extra in self.needs:
-            if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(f"the {self.name!r} backend", package, extra)
+        require_modules(f"the {self.name!r} backend", self.needs)
 
 
 def _eager(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
@@ -87,7 +84,9 @@ def _graph_engine(engine: str, int8: bool = False):
     return create
 
 
-_ONNX_NEEDS = (("onnx", "onnx", "onnx"), ("onnxscript", "onnxscript", "onnx"))
+#: what exporting a graph needs (flashdepth.export.export_onnx)
+EXPORT_NEEDS = (("onnx", "onnx", "onnx"), ("onnxscript", "onnxscript", "onnx"))
+_ORT_NEEDS = EXPORT_NEEDS + (("onnxruntime", "onnxruntime", "onnx"),)
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "PyTorch eager, the model's fast paths", _eager),
@@ -95,10 +94,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("cudagraphs", "torch.compile with CUDA graphs (mode reduce-overhead): the per-frame step as one "
             "graph launch on CUDA", _compiled_graphs),
     Backend("onnxruntime", "the model exported to ONNX (once per frame size) and run by ONNX Runtime",
-            _graph_engine("onnxruntime"), _ONNX_NEEDS + (("onnxruntime", "onnxruntime", "onnx"),)),
+            _graph_engine("onnxruntime"), _ORT_NEEDS),
     Backend("onnxruntime-int8", "as onnxruntime, with dynamic int8 matrix multiplies (CPU; faster, less accurate: "
-            "docs/performance.md)", _graph_engine("onnxruntime", int8=True),
-            _ONNX_NEEDS + (("onnxruntime", "onnxruntime", "onnx"),)),
+            "docs/performance.md)", _graph_engine("onnxruntime", int8=True), _ORT_NEEDS),
     Backend("openvino", "the model exported to ONNX (once per frame size) and run by OpenVINO on the CPU",
             _graph_engine("openvino"), (("onnx", "onnx", "openvino"), ("onnxscript", "onnxscript", "openvino"),
                                         ("openvino", "openvino", "openvino"))),

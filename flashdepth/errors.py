@@ -118,6 +118,16 @@ class MissingDependencyError(FlashDepthError, ImportError):
         super().__init__(f"{what} needs {package}: pip install 'flashdepth[{extra}]'")
 
 
+def require_modules(what: str, needs: Sequence[tuple[str, str, str]]) -> None:
+    """Raise :class:`MissingDependencyError` for the first of ``needs`` -- (module, pip package,
+    flashdepth extra) -- that is not installed; ``what`` names what needs it. Nothing is imported."""
+    import importlib.util
+
+    for module, package, extra in needs:
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(what, package, extra)
+
+
 class ExportError(FlashDepthError, RuntimeError):
     """A model cannot be exported, or an exported graph cannot be used as asked."""
 

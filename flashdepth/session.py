@@ -159,9 +159,9 @@ class SessionSpec:
 
         device = device or self.device
         if self.checkpoint and str(self.checkpoint).endswith(".onnx"):
-            from .export import OnnxRunner
+            from .export import ENGINES, OnnxRunner
 
-            engine = self.backend if self.backend in ("onnxruntime", "openvino") else "onnxruntime"
+            engine = self.backend if self.backend in ENGINES else "onnxruntime"
             runner = OnnxRunner.from_file(self.checkpoint, engine, resolve_device(device))
             return DepthSession(runner, device=device, precision=self.precision, size=runner.fixed.size)
         from .weights import load_model

@@ -9,10 +9,9 @@ record. It stops its workers before it returns or raises (Ctrl-C included).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass
 
-from ..errors import MissingDependencyError
+from ..errors import require_modules
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,7 @@ class Engine:
 
     def check(self) -> None:
         """Raise MissingDependencyError before a batch starts rather than when its workers do."""
-        for module, package, extra in self.needs:
-            if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(f"the {self.name!r} batch engine", package, extra)
+        require_modules(f"the {self.name!r} batch engine", self.needs)
 
     def run(self, job, tasks, report) -> None:
         self.check()

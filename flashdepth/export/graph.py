@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, from_dict
-from ..errors import ExportError, MissingDependencyError
+from ..backends import EXPORT_NEEDS
+from ..errors import ExportError, require_modules
 
 #: metadata_props of every exported graph (all values are strings; lists and dicts are JSON)
 METADATA_KEYS = {
@@ -91,13 +92,6 @@ class ExportedGraph:
         return ["depth"] + [f"state_out_{i}" for i in range(len(self.state_shapes))]
 
 
-def _require(module: str, extra: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError("ONNX export", module, extra)
-
-
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, batch: int = 1,
                 dynamic: bool = False, fp16: bool = False, int8: bool = False, opset: int = OPSET) -> ExportedGraph:
     """Write the per-frame step of ``model`` (a :class:`flashdepth.FlashDepth`) as an ONNX graph.
@@ -113,8 +107,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
     """
     if fp16 and int8:
         raise ExportError("fp16 and int8 exclude each other: choose one precision for the graph")
-    _require("onnx", "onnx")
-    _require("onnxscript", "onnx")
+    require_modules("ONNX export", EXPORT_NEEDS)
     import onnx
 
     from .. import __version__
@@ -173,7 +166,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
 
 
 def _quantize_int8(path: Path, meta: dict[str, str]) -> None:
-    _require("onnxruntime", "onnx")
+    require_modules("int8 quantisation", (("onnxruntime", "onnxruntime", "onnx"),))
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -204,7 +197,7 @@ def _copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 def read_metadata(path: str | Path) -> ExportedGraph:
     """The description of an exported graph, from its metadata alone."""
-    _require("onnx", "onnx")
+    require_modules("reading an ONNX graph", EXPORT_NEEDS[:1])
     import onnx
 
     path = Path(path)

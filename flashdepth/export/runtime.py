@@ -15,7 +15,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..errors import ExportError, InputShapeError, MissingDependencyError, StreamStateError, UnknownNameError
+from ..backends import BACKENDS
+from ..errors import ExportError, InputShapeError, StreamStateError, UnknownNameError, require_modules
 from .graph import ExportedGraph, export_onnx, read_metadata
 
 Feeds = dict[str, np.ndarray]
@@ -60,31 +61,21 @@ class Engine:
     name: str
     description: str
     load: Callable[[Path, torch.device], Callable[[Feeds], list[np.ndarray]]]
-    needs: tuple[tuple[str, str, str], ...]  # (module, pip package, flashdepth extra)
-
-    def check(self) -> None:
-        import importlib.util
-
-        for module, package, extra in self.needs:
-            if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(f"the {self.name!r} engine", package, extra)
 
 
-#: the runtimes an exported graph can run on
+#: the runtimes an exported graph can run on; each is also a row of flashdepth.backends.BACKENDS
+#: of the same name, whose ``needs`` are what the runtime needs
 ENGINES: dict[str, Engine] = {e.name: e for e in (
-    Engine("onnxruntime", "ONNX Runtime (CPU; CUDA with onnxruntime-gpu)", _onnxruntime,
-           (("onnx", "onnx", "onnx"), ("onnxscript", "onnxscript", "onnx"), ("onnxruntime", "onnxruntime", "onnx"))),
-    Engine("openvino", "OpenVINO (CPU)", _openvino,
-           (("onnx", "onnx", "openvino"), ("onnxscript", "onnxscript", "openvino"), ("openvino", "openvino", "openvino"))),
+    Engine("onnxruntime", "ONNX Runtime (CPU; CUDA with onnxruntime-gpu)", _onnxruntime),
+    Engine("openvino", "OpenVINO (CPU)", _openvino),
 )}
 
 
 def get_engine(name: str) -> Engine:
     if name not in ENGINES:
         raise UnknownNameError("engine", name, list(ENGINES))
-    engine = ENGINES[name]
-    engine.check()
-    return engine
+    require_modules(f"the {name!r} engine", BACKENDS[name].needs)
+    return ENGINES[name]
 
 
 class OnnxRunner:

@@ -7,7 +7,6 @@ choices and help come from the table, and unknown names are errors.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, UnknownNameError
+from ..errors import ConfigError, UnknownNameError, require_modules
 from ..geometry import Unprojection
 from ..utils import as_rgb8
 from .colormap import StableNormalizer, colorize, lut
@@ -190,9 +189,7 @@ class OutputFormat:
 
     def check(self) -> None:
         """Raise MissingDependencyError before a run starts rather than at its first frame."""
-        for module, package, extra in self.needs:
-            if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError(f"the {self.name!r} output", package, extra)
+        require_modules(f"the {self.name!r} output", self.needs)
 
 
 _VIDEO = (("av", "av", "video"), ("matplotlib", "matplotlib", "video"))

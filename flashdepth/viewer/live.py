@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import importlib.resources
-import importlib.util
 import io
 import ipaddress
 import json
@@ -35,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, ServeAddressError
+from ..errors import ConfigError, ServeAddressError, require_modules
 from ..io.colormap import COLORMAPS, StableNormalizer, colorize, lut
 from ..utils import as_rgb8
 
@@ -71,9 +70,7 @@ class LiveViewer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, colormap: str = "inferno", jpeg_quality: int = 80,
                  send_timeout: float = 10.0):
-        for module, package in (("PIL", "pillow"), ("matplotlib", "matplotlib")):
-            if importlib.util.find_spec(module) is None:
-                raise MissingDependencyError("the live viewer", package, "video")
+        require_modules("the live viewer", (("PIL", "pillow", "video"), ("matplotlib", "matplotlib", "video")))
         lut(colormap)  # an unknown colour map fails here, not in a server thread
         if not (isinstance(port, int) and 0 <= port <= 65535):
             raise ConfigError(f"port={port!r} is not a TCP port; give 0 to 65535 (0 picks a free one)")
