@@ -132,6 +132,14 @@ class ExportError(FlashDepthError, RuntimeError):
     """A model cannot be exported, or an exported graph cannot be used as asked."""
 
 
+class GraphFileError(ExportError):
+    """A file that should hold a graph written by flashdepth does not (``problem`` says how)."""
+
+    def __init__(self, path: str, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{problem}; write one with flashdepth.export.export_onnx")
+
+
 class DatasetFormatError(FlashDepthError, ValueError):
     """A sequence or dataset folder does not follow the format, or a source dataset is not in
     its expected layout."""

@@ -12,8 +12,9 @@ from typing import Optional
 
 from flashdepth.backends import BACKENDS
 from flashdepth.config import PRECISIONS
-from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, MissingIndexError,
-                               OutputExistsError, ServeAddressError, UnknownModelError, UnknownNameError)
+from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
+                               MissingIndexError, OutputExistsError, ServeAddressError, UnknownModelError,
+                               UnknownNameError)
 from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH
 from flashdepth.io.colormap import COLORMAPS
 from flashdepth.io.sinks import DEFAULT_PLY_EVERY, OUTPUTS
@@ -39,6 +40,8 @@ def cli_message(e: BaseException) -> str:
         return e.worded("--recover-with {}")
     if isinstance(e, ServeAddressError):
         return f"--serve {e.host}:{e.port}: cannot serve there ({e.reason}); choose another port (--serve 0 picks a free one)"
+    if isinstance(e, GraphFileError):
+        return f"{e.problem}; write one with `flashdepth export onnx --model NAME --size HxW -o FILE.onnx`"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:

@@ -172,6 +172,9 @@ def test_cli_export_then_run_on_a_video(tmp_path, capsys):
         assert np.linalg.norm(runs[name] - runs["torch"]) / np.linalg.norm(runs["torch"]) <= 1e-4
     assert main(["export", "onnx", "--checkpoint", str(ckpt), "--size", "141x196", "-o", str(out)]) == 2
     assert "multiples of 14" in capsys.readouterr().err
+    missing = tmp_path / "missing.onnx"
+    assert main(["run", str(video), "-o", str(tmp_path / "none"), "--checkpoint", str(missing), "--quiet"]) == 2
+    assert "`flashdepth export onnx" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
 def test_int8_graph_is_close_and_smaller(graphs, tmp_path):

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import ModelConfig, from_dict
 from ..backends import EXPORT_NEEDS
-from ..errors import ExportError, require_modules
+from ..errors import ExportError, GraphFileError, require_modules
 
 #: metadata_props of every exported graph (all values are strings; lists and dicts are JSON)
 METADATA_KEYS = {
@@ -202,13 +202,12 @@ def read_metadata(path: str | Path) -> ExportedGraph:
 
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"no ONNX graph at {path}; write one with flashdepth.export.export_onnx")
+        raise GraphFileError(path, f"no ONNX graph at {path}")
     proto = onnx.load_model(str(path), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
     missing = [k for k in METADATA_KEYS if k not in meta]
     if missing:
-        raise ExportError(f"{path} was not written by flashdepth (metadata {', '.join(missing)} missing); "
-                          "export it with flashdepth.export.export_onnx")
+        raise GraphFileError(path, f"{path} was not written by flashdepth (metadata {', '.join(missing)} missing)")
     config = from_dict(ModelConfig, json.loads(meta["flashdepth.config"]), "flashdepth.config").validate()
     batch = None if meta["flashdepth.batch"] == "dynamic" else int(meta["flashdepth.batch"])
     return ExportedGraph(path, config, tuple(json.loads(meta["flashdepth.input_size"])), batch,
