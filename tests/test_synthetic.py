@@ -305,7 +305,7 @@ def test_culling_never_changes_a_frame(monkeypatch):
 
     culled = render_all()
     assert (culled[-1][0].depth < 3).sum() > 100  # the near end of the wall is in view
-    monkeypatch.setattr(synth, "_screen_rect", lambda hull, rotation, origin, intrinsics, shape: (0, shape[0], 0, shape[1]))
+    monkeypatch.setattr(synth.render, "_screen_rect", lambda hull, rotation, origin, intrinsics, shape: (0, shape[0], 0, shape[1]))
     full = render_all()
     for a_clip, b_clip in zip(culled, full):
         for a, b in zip(a_clip, b_clip):

@@ -29,14 +29,14 @@ def _split(text: str) -> tuple[str, range]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flashdepth.data.synthetic import KINDS, TEXTURES
+    from flashdepth.data.synthetic import DEFAULT_KINDS, KINDS, TEXTURES
 
     p.add_argument("output", metavar="DATA_ROOT", help="data root; clips are written to DATA_ROOT/<name>/")
     p.add_argument("--name", default="synthetic", help="dataset folder name (default: synthetic)")
     p.add_argument("--split", action="append", required=True, metavar="SPLIT=FIRST:END",
                    help="a split and its seed range, e.g. train=0:160 (repeatable)")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
-                   help="object kinds a scene may contain (the layout family; default: all)")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(DEFAULT_KINDS),
+                   help="object kinds a scene may contain (the layout family; default: " + " ".join(DEFAULT_KINDS) + ")")
     p.add_argument("--textures", nargs="+", choices=TEXTURES, default=list(TEXTURES),
                    help="surface textures (default: all)")
     p.add_argument("--frames", type=int, default=24, help="frames per clip (default: 24)")
