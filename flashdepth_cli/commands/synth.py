@@ -29,22 +29,27 @@ def _split(text: str) -> tuple[str, range]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flashdepth.data.synthetic import DEFAULT_KINDS, KINDS, TEXTURES
+    from flashdepth.data.synthetic import KINDS, PRESETS, TEXTURES
 
     p.add_argument("output", metavar="DATA_ROOT", help="data root; clips are written to DATA_ROOT/<name>/")
     p.add_argument("--name", default="synthetic", help="dataset folder name (default: synthetic)")
     p.add_argument("--split", action="append", required=True, metavar="SPLIT=FIRST:END",
                    help="a split and its seed range, e.g. train=0:160 (repeatable)")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(DEFAULT_KINDS),
-                   help="object kinds a scene may contain (the layout family; default: " + " ".join(DEFAULT_KINDS) + ")")
-    p.add_argument("--textures", nargs="+", choices=TEXTURES, default=list(TEXTURES),
-                   help="surface textures (default: all)")
+    p.add_argument("--preset", choices=list(PRESETS), default="classic",
+                   help="family of scenes: " + "; ".join(f"{k}: {' '.join(v.kinds)}" for k, v in PRESETS.items())
+                   + " (default: classic)")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=None,
+                   help="object kinds a scene may contain (the layout family; default: the preset's)")
+    p.add_argument("--textures", nargs="+", choices=TEXTURES, default=None,
+                   help="surface textures (default: the preset's)")
     p.add_argument("--frames", type=int, default=24, help="frames per clip (default: 24)")
     p.add_argument("--size", default="126x224", metavar="HxW", help="frame size (default: 126x224)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from flashdepth.data.synthetic import SynthConfig, write_synthetic_dataset
+    from dataclasses import replace
+
+    from flashdepth.data.synthetic import PRESETS, write_synthetic_dataset
     from flashdepth_cli.common import UsageError
 
     try:
@@ -52,7 +57,9 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--size {args.size!r}: write HxW, e.g. 126x224") from None
     seeds = dict(_split(s) for s in args.split)
-    config = SynthConfig(height=height, width=width, frames=args.frames, kinds=tuple(args.kinds),
-                         textures=tuple(args.textures))
+    preset = PRESETS[args.preset]
+    config = replace(preset, height=height, width=width, frames=args.frames,
+                     kinds=tuple(args.kinds) if args.kinds else preset.kinds,
+                     textures=tuple(args.textures) if args.textures else preset.textures)
     print(json.dumps(write_synthetic_dataset(args.output, seeds, config, name=args.name)))
     return 0

@@ -26,14 +26,14 @@ Modules, bottom up: ``maths`` (checks, element-wise products), ``textures`` (sol
 """
 
 from .camera import CameraPath, look_rotation
-from .config import SynthConfig, camera_intrinsics
+from .config import PRESETS, SynthConfig, camera_intrinsics
 from .dataset import write_synthetic_dataset
 from .render import SynthFrame, render_clip, render_frame
 from .objects import DEFAULT_KINDS, KINDS, OBJECT_KINDS, ObjectKind
 from .scene import Scene, build_scene
 from .shapes import Box, Ground, Motion, Pole, Primitive, Sphere
-from .textures import TEXTURES, Sky, Texture
+from .textures import DEFAULT_TEXTURES, TEXTURE_KINDS, TEXTURES, Sky, Texture, TextureKind
 
-__all__ = ["DEFAULT_KINDS", "KINDS", "OBJECT_KINDS", "ObjectKind", "TEXTURES", "Box", "CameraPath", "Ground", "Motion", "Pole", "Primitive", "Scene", "Sky", "Sphere",
+__all__ = ["PRESETS", "DEFAULT_KINDS", "KINDS", "OBJECT_KINDS", "ObjectKind", "DEFAULT_TEXTURES", "TEXTURE_KINDS", "TEXTURES", "TextureKind", "Box", "CameraPath", "Ground", "Motion", "Pole", "Primitive", "Scene", "Sky", "Sphere",
            "SynthConfig", "SynthFrame", "Texture", "build_scene", "camera_intrinsics", "look_rotation", "render_clip",
            "render_frame", "write_synthetic_dataset"]

@@ -29,6 +29,7 @@ class CameraPath:
     pitch: float = 0.0  # mean pitch, positive looks up
     pitch_wave: np.ndarray = field(default_factory=lambda: np.zeros(3))
     roll_wave: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    roll: float = 0.0  # constant roll (a tilted camera)
     sway_wave: np.ndarray = field(default_factory=lambda: np.zeros(3))  # sideways, metres
     bob_wave: np.ndarray = field(default_factory=lambda: np.zeros(3))  # vertical, metres
 
@@ -56,7 +57,7 @@ class CameraPath:
         axes in world coordinates (OpenCV), column 3 its centre."""
         pose = np.eye(4)
         pose[:3, :3] = look_rotation(self.yaw(time), self.pitch + float(_wave(self.pitch_wave, time)),
-                                     float(_wave(self.roll_wave, time)))
+                                     self.roll + float(_wave(self.roll_wave, time)))
         pose[:3, 3] = self.positions(np.array([time]))[0]
         return pose
 

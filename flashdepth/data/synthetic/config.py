@@ -8,7 +8,7 @@ import numpy as np
 
 from .maths import _CLEARANCE, _check, _is_int
 from .objects import DEFAULT_KINDS, KINDS
-from .textures import TEXTURES
+from .textures import DEFAULT_TEXTURES, TEXTURE_KINDS, TEXTURES
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,37 @@ class SynthConfig:
     fps: float = 10.0
     fov_deg: float = 70.0  # horizontal field of view
     kinds: tuple[str, ...] = DEFAULT_KINDS
-    textures: tuple[str, ...] = TEXTURES
+    textures: tuple[str, ...] = DEFAULT_TEXTURES
     objects: tuple[int, int] = (14, 22)  # objects besides the ground per scene
     distance: tuple[float, float] = (3.0, 35.0)  # metres from the camera path where objects are placed
     speed: tuple[float, float] = (0.3, 2.5)  # camera speed, m/s
     turn_deg: float = 20.0  # largest |turn rate| of the camera path, degrees/s
     eye_height: tuple[float, float] = (0.8, 2.5)  # camera height above the ground, metres
     mover_speed: tuple[float, float] = (0.5, 2.5)  # speed of moving objects, m/s
+    # Variety of the world (defaults: the original family, bit for bit). Per-clip draws of these
+    # come from a second random stream, so turning one on never changes the rest of a scene.
+    fov_jitter_deg: float = 0.0  # the clip's field of view is uniform in fov_deg +- this
+    pitch_deg: tuple[float, float] = (-15.0, 3.0)  # mean camera pitch per clip, degrees (up positive)
+    roll_deg: float = 3.0  # amplitude of the camera's slow roll, degrees
+    roll_offset_deg: float = 0.0  # a constant roll per clip, uniform in +- this, degrees
+    ambient: tuple[float, float] = (0.3, 0.5)  # share of light every surface gets whatever its orientation
+    sun_elevation_deg: tuple[float, float] = (25.0, 70.0)
+    texture_scale: tuple[float, float] = (1.0, 1.0)  # per-clip factor on texture feature sizes (log-uniform)
+    photometric: float = 0.0  # strength of the per-clip camera response: exposure, gamma, white balance, noise
+    # Scale ambiguity (docs/synthetic.md#scale): the whole world -- geometry, camera path and speeds,
+    # texture sizes -- is scaled by a per-clip factor (log-uniform), which leaves every image unchanged
+    # and multiplies every depth; only the reference markers keep their absolute size.
+    world_scale: tuple[float, float] = (1.0, 1.0)
+    markers: tuple[int, int] = (0, 0)  # reference markers per clip: red-and-white banded pillars
+    marker_height: float = 1.6  # metres: the markers' typical height (a known size, like a person's)
+    marker_spread: float = 0.1  # log-normal spread of the markers' heights (0.1 = about +-10 %)
+    marker_distance: tuple[float, float] = (1.5, 10.0)  # placement distance in marker heights (log-uniform)
+    marker_window: float = 1.0  # markers are placed in view at an instant of this first share of the clip
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience but stored as tuples, so configs stay hashable.
-        for name in ("kinds", "textures", "objects", "distance", "speed", "eye_height", "mover_speed"):
+        for name in ("kinds", "textures", "objects", "distance", "speed", "eye_height", "mover_speed", "pitch_deg",
+                     "ambient", "sun_elevation_deg", "texture_scale", "world_scale", "markers", "marker_distance"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("height", "width", "frames"):
             value = getattr(self, name)
@@ -49,7 +69,8 @@ class SynthConfig:
             _check(value in KINDS, f"unknown kind {value!r}; valid kinds: {', '.join(KINDS)}")
         for value in self.textures:
             _check(value in TEXTURES, f"unknown texture {value!r}; valid textures: {', '.join(TEXTURES)}")
-        _check(len(self.textures) > 0, f"textures={self.textures} must name at least one of {', '.join(TEXTURES)}")
+        _check(any(TEXTURE_KINDS[t].random for t in self.textures),
+               f"textures={self.textures} must name at least one of {', '.join(t for t in TEXTURES if TEXTURE_KINDS[t].random)}")
         _check("mover" not in self.kinds or "box" in self.kinds or "sphere" in self.kinds,
                f"kinds={self.kinds}: 'mover' takes its shape from 'box' or 'sphere', so it needs one of them")
         _range(self, "objects", 0)
@@ -59,6 +80,26 @@ class SynthConfig:
         _range(self, "eye_height", _CLEARANCE)
         _range(self, "mover_speed", 0.0)
         _check(self.turn_deg >= 0, f"turn_deg={self.turn_deg} must be >= 0")
+        _check(0 <= self.fov_jitter_deg and 1.0 <= self.fov_deg - self.fov_jitter_deg
+               and self.fov_deg + self.fov_jitter_deg <= 170.0,
+               f"fov_deg={self.fov_deg} +- fov_jitter_deg={self.fov_jitter_deg} must stay in [1, 170]")
+        _range(self, "pitch_deg", -80.0)
+        _check(self.pitch_deg[1] <= 80.0, f"pitch_deg={self.pitch_deg} must lie in [-80, 80]")
+        _check(0 <= self.roll_deg <= 45 and 0 <= self.roll_offset_deg <= 45,
+               f"roll_deg={self.roll_deg}, roll_offset_deg={self.roll_offset_deg} must lie in [0, 45]")
+        _range(self, "ambient", 0.0)
+        _check(self.ambient[1] <= 1.0, f"ambient={self.ambient} must lie in [0, 1]")
+        _range(self, "sun_elevation_deg", 0.0)
+        _check(self.sun_elevation_deg[1] <= 90.0, f"sun_elevation_deg={self.sun_elevation_deg} must lie in [0, 90]")
+        _range(self, "texture_scale", 1e-3)
+        _check(0 <= self.photometric <= 1, f"photometric={self.photometric} must lie in [0, 1]")
+        _range(self, "world_scale", 1e-3)
+        _check(all(_is_int(v) for v in self.markers), f"markers={self.markers} must be two integers")
+        _range(self, "markers", 0)
+        _check(self.marker_height > 0 and 0 <= self.marker_spread <= 1,
+               f"marker_height={self.marker_height} must be > 0 and marker_spread={self.marker_spread} in [0, 1]")
+        _range(self, "marker_distance", 0.5)
+        _check(0 < self.marker_window <= 1, f"marker_window={self.marker_window} must lie in (0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,3 +121,22 @@ def camera_intrinsics(height: int, width: int, fov_deg: float) -> tuple[float, f
     fx = 0.5 * width / np.tan(np.radians(fov_deg) / 2)
     return float(fx), float(fx), (width - 1) / 2.0, (height - 1) / 2.0
 
+
+
+_VARIED = dict(kinds=KINDS, textures=tuple(t for t in TEXTURES if TEXTURE_KINDS[t].random), objects=(10, 24),
+               eye_height=(0.5, 4.0), fov_jitter_deg=20.0, pitch_deg=(-25.0, 8.0), roll_deg=4.0, roll_offset_deg=6.0,
+               ambient=(0.15, 0.6), sun_elevation_deg=(10.0, 80.0), texture_scale=(0.4, 2.5), photometric=1.0,
+               markers=(0, 2))
+
+#: Named families of scenes (``flashdepth synth --preset``). Rows are whole configs: a preset is a
+#: starting point that other options (size, frames, kinds, textures) then override.
+PRESETS: dict[str, SynthConfig] = {
+    "classic": SynthConfig(),
+    # Many kinds of objects, textures, cameras and lights: depth cues, not one layout (docs/synthetic.md#varied).
+    "varied": SynthConfig(**_VARIED),
+    # The varied world at a random scale per clip, with reference markers seen early in the clip and
+    # then gone: one frame gives a noisy cue to the absolute scale, the sequence a better one
+    # (docs/synthetic.md#scale; the oracle is flashdepth.data.synthetic.oracle).
+    "scale-ambiguous": SynthConfig(**{**_VARIED, "world_scale": (1 / 3, 3.0), "markers": (1, 3), "turn_deg": 45.0,
+                                      "marker_distance": (1.5, 6.0), "marker_window": 0.4}),
+}

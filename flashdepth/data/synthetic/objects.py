@@ -12,7 +12,7 @@ import numpy as np
 
 from .camera import CameraPath
 from .shapes import Box, Motion, Pole, Primitive, Sphere
-from .textures import Texture
+from .textures import TEXTURE_KINDS, Texture
 
 if TYPE_CHECKING:  # only for annotations: the config's defaults read this module's tables
     from .config import SynthConfig
@@ -22,7 +22,7 @@ def _color(rng: np.random.Generator, hue: float, saturation: tuple[float, float]
 
 
 def _random_texture(rng: np.random.Generator, config: SynthConfig, scale: tuple[float, float]) -> Texture:
-    kind = str(rng.choice(config.textures))
+    kind = str(rng.choice([t for t in config.textures if TEXTURE_KINDS[t].random]))
     hue = rng.uniform()
     dark = _color(rng, hue, (0.1, 0.8), (0.12, 0.5))
     light = _color(rng, hue + rng.uniform(-0.15, 0.15), (0.05, 0.7), (0.6, 1.0))
@@ -31,8 +31,7 @@ def _random_texture(rng: np.random.Generator, config: SynthConfig, scale: tuple[
     others = [_color(rng, rng.uniform(), (0.1, 0.9), (0.2, 0.95)) for _ in range(2)]
     direction = rng.normal(size=3)
     feature = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
-    if kind == "field":  # image-like fields vary slowly
-        feature *= 3.0
+    feature *= TEXTURE_KINDS[kind].scale  # e.g. image-like fields vary slowly
     return Texture(kind=kind, colors=np.stack([dark, light, *others]), scale=feature,
                    direction=direction / np.linalg.norm(direction), key=int(rng.integers(1 << 62)))
 
@@ -58,8 +57,8 @@ def _camera_path(rng: np.random.Generator, config: SynthConfig) -> CameraPath:
     return CameraPath(
         start=np.array([0.0, 0.0, rng.uniform(*config.eye_height)]), heading=rng.uniform(0, 2 * np.pi),
         speed=rng.uniform(*config.speed), turn=rng.uniform(-1, 1) * config.turn_deg * deg,
-        look_offset=rng.uniform(-25, 25) * deg, look_wave=wave(15 * deg), pitch=rng.uniform(-15, 3) * deg,
-        pitch_wave=wave(4 * deg), roll_wave=wave(3 * deg), sway_wave=wave(0.4), bob_wave=wave(0.1, (1.0, 3.0)))
+        look_offset=rng.uniform(-25, 25) * deg, look_wave=wave(15 * deg), pitch=rng.uniform(*config.pitch_deg) * deg,
+        pitch_wave=wave(4 * deg), roll_wave=wave(config.roll_deg * deg), sway_wave=wave(0.4), bob_wave=wave(0.1, (1.0, 3.0)))
 
 
 def _place(rng: np.random.Generator, config: SynthConfig, camera: CameraPath, times: np.ndarray,

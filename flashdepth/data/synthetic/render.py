@@ -18,6 +18,7 @@ class SynthFrame:
     depth: np.ndarray  # (H, W) float32 z-depth in metres, +inf = sky
     intrinsics: tuple[float, float, float, float]  # fx fy cx cy (pixel-index coordinates)
     pose: np.ndarray  # (4, 4) float64 camera-to-world (OpenCV: x right, y down, z forward)
+    owner: Optional[np.ndarray] = None  # (H, W) int index into scene.primitives of the surface seen, -1 = sky
 
 
 class _Rays:
@@ -114,14 +115,31 @@ def _render(scene: Scene, rays: _Rays, pose: np.ndarray, time: float) -> SynthFr
         colour[:, idx] = albedo * lambert
     rgb = np.round(np.clip(colour, 0.0, 1.0) * 255.0).astype(np.uint8)  # (3, N)
     return SynthFrame(rgb=np.ascontiguousarray(rgb.T.reshape(h, w, 3)), depth=depth.astype(np.float32).reshape(h, w),
-                      intrinsics=rays.intrinsics, pose=pose.copy())
+                      intrinsics=rays.intrinsics, pose=pose.copy(), owner=owner.reshape(h, w))
 
 
 def render_clip(seed: int, config: SynthConfig = SynthConfig()) -> Iterator[SynthFrame]:
     """The frames of clip ``seed``, one at a time (a clip is never held in memory whole)."""
     scene = build_scene(seed, config)
-    rays = _Rays(config.height, config.width, camera_intrinsics(config.height, config.width, config.fov_deg))
+    fov = config.fov_deg if scene.fov_deg is None else scene.fov_deg
+    rays = _Rays(config.height, config.width, camera_intrinsics(config.height, config.width, fov))
     for i in range(config.frames):
         time = i / config.fps
-        yield _render(scene, rays, scene.camera.pose(time), time)
+        frame = _render(scene, rays, scene.camera.pose(time), time)
+        if scene.scale != 1.0:  # a scaled world looks the same: only metres change
+            frame.depth = frame.depth * np.float32(scene.scale)
+            frame.pose[:3, 3] *= scene.scale
+        if scene.photometric is not None:
+            frame.rgb = _respond(frame.rgb, scene.photometric, np.random.default_rng([seed, 2, i]))
+        yield frame
+
+
+def _respond(rgb: np.ndarray, response: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A camera's response to the rendered radiance: exposure gain, a gamma change, white balance and
+    sensor noise (fresh every frame), then 8-bit quantisation."""
+    gain, gamma, balance, noise = response[0], response[1], response[2:5], response[5]
+    x = rgb.astype(np.float32) / 255.0  # (H, W, 3)
+    x = np.clip(x * (gain * balance).astype(np.float32), 0.0, 1.0) ** np.float32(gamma)
+    x = x + rng.normal(0.0, noise, size=x.shape).astype(np.float32)
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 

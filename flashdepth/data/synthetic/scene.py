@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -10,9 +10,9 @@ import numpy as np
 from .camera import CameraPath
 from .config import SynthConfig
 from .maths import _CLEARANCE
-from .objects import OBJECT_KINDS, _camera_path, _color, _place, _random_texture, random_object
-from .shapes import Ground, Primitive
-from .textures import Sky
+from .objects import OBJECT_KINDS, _camera_path, _yaw, _color, _place, _random_texture, random_object
+from .shapes import Box, Ground, Primitive
+from .textures import Sky, Texture
 
 
 
@@ -25,6 +25,9 @@ class Scene:
     ambient: float = 0.4  # fraction of the light every surface gets regardless of its orientation
     sky: Sky = field(default_factory=Sky)
     camera: Optional[CameraPath] = None  # set by build_scene; hand-made scenes pass poses directly
+    fov_deg: Optional[float] = None  # the clip's field of view (None: the config's)
+    scale: float = 1.0  # metres per scene unit: depths and camera positions are multiplied by it
+    photometric: Optional[np.ndarray] = None  # (6,) camera response: gain, gamma, 3 white-balance gains, noise
 
 
 
@@ -49,11 +52,57 @@ def build_scene(seed: int, config: SynthConfig = SynthConfig()) -> Scene:
             if candidate.clearance(eyes, dense) >= _CLEARANCE:
                 primitives.append(candidate)
                 break
-    elevation, azimuth = np.radians(rng.uniform(25, 70)), rng.uniform(0, 2 * np.pi)
+    elevation, azimuth = np.radians(rng.uniform(*config.sun_elevation_deg)), rng.uniform(0, 2 * np.pi)
     light = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
     warm = rng.uniform() < 0.3  # some evening skies
     sky = Sky(horizon=_color(rng, rng.uniform(0.02, 0.12) if warm else rng.uniform(0.5, 0.65), (0.05, 0.35), (0.75, 1.0)),
               zenith=_color(rng, rng.uniform(0.55, 0.66), (0.3, 0.75), (0.45, 0.9)),
               cloud=_color(rng, 0.0, (0.0, 0.05), (0.85, 1.0)), cover=rng.uniform(0, 0.8), key=int(rng.integers(1 << 62)))
-    return Scene(primitives=tuple(primitives), light=light, ambient=rng.uniform(0.3, 0.5), sky=sky, camera=camera)
+    ambient = rng.uniform(*config.ambient)
+    # Everything below draws from a second stream, so the options it serves leave the rest unchanged.
+    extra = np.random.default_rng([seed, 1])
+    fov = config.fov_deg + extra.uniform(-1, 1) * config.fov_jitter_deg
+    camera = replace(camera, roll=np.radians(extra.uniform(-1, 1) * config.roll_offset_deg))
+    factor = float(np.exp(extra.uniform(*np.log(config.texture_scale))))
+    if factor != 1.0:
+        primitives = [replace(p, texture=replace(p.texture, scale=p.texture.scale * factor)) for p in primitives]
+    scale = float(np.exp(extra.uniform(*np.log(config.world_scale))))
+    primitives += _markers(extra, config, camera, dense, eyes, scale)
+    response = None
+    if config.photometric > 0:
+        k = config.photometric
+        response = np.array([np.exp(extra.uniform(-0.5, 0.4) * k), np.exp(extra.uniform(-0.3, 0.3) * k),
+                             *np.exp(extra.normal(0.0, 0.08 * k, size=3)), extra.uniform(0.0, 0.03) * k])
+    return Scene(primitives=tuple(primitives), light=light, ambient=ambient, sky=sky, camera=camera, fov_deg=fov,
+                 scale=scale, photometric=response)
+
+
+MARKER_COLORS = np.array([[0.85, 0.08, 0.06], [0.95, 0.95, 0.93], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # red, white
+
+
+def _markers(rng: np.random.Generator, config: SynthConfig, camera: CameraPath, times: np.ndarray, eyes: np.ndarray,
+             scale: float) -> list[Primitive]:
+    """Reference markers: pillars of a known height (``marker_height`` metres, log-normal spread) in
+    red and white bands, the only objects whose size does not follow the world's scale. In scene
+    units (metres / ``scale``) a marker of height h metres is h / scale tall, so its image size
+    against its surroundings is what tells the scale. Each is placed in view at a random instant
+    of the clip, at a distance drawn in marker heights, so its image size says nothing by itself."""
+    out: list[Primitive] = []
+    count = int(rng.integers(config.markers[0], config.markers[1] + 1))
+    half_fov = np.radians(config.fov_deg) / 2
+    for _ in range(count):
+        height = config.marker_height * float(np.exp(rng.normal(0.0, config.marker_spread))) / scale  # scene units
+        for _attempt in range(20):
+            tau = float(rng.choice(times[:max(1, int(round(len(times) * config.marker_window)))]))
+            eye = camera.positions(np.array([tau]))[0]
+            azimuth = camera.yaw(tau) + rng.uniform(-1.0, 1.0) * half_fov
+            r = height * float(np.exp(rng.uniform(*np.log(config.marker_distance))))
+            base = np.array([eye[0] + r * np.cos(azimuth), eye[1] + r * np.sin(azimuth), 0.0])
+            marker = Box(kind="marker", center=base + [0, 0, height / 2], rotation=_yaw(rng.uniform(0, 2 * np.pi)),
+                         half=np.array([0.18, 0.18, 0.5]) * height,
+                         texture=Texture(kind="bands", colors=MARKER_COLORS, scale=height / 5.0))
+            if marker.clearance(eyes, times) >= min(_CLEARANCE, 0.3 * height):
+                out.append(marker)
+                break
+    return out
 

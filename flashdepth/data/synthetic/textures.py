@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from .maths import _check, _dot, _lerp
 
-TEXTURES = ("noise", "fractal", "stripes", "checker", "field")
 
 # Odd 64-bit multipliers (as NumPy scalars, so the arithmetic stays in uint64).
 _HASH_X, _HASH_Y, _HASH_Z, _HASH_MIX = (np.uint64(v) for v in (
@@ -84,12 +84,103 @@ def _contrast(n: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(0.5 + gain * (n - 0.5), 0.0, 1.0)
 
 
+def _grain(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """A +-15 % brightness modulation at twice the feature frequency: flat bands of stripes and
+    checkers would otherwise carry no motion cue inside them."""
+    return 0.85 + 0.3 * _fractal(q * 2.0, fp * 2.0, t.key + 3, 1)  # (M,)
+
+
+def _noise(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    return _lerp(t.colors[0], t.colors[1], _contrast(_fractal(q, fp, t.key, 2), 1.8))
+
+
+def _fbm(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    return _lerp(t.colors[0], t.colors[1], _contrast(_fractal(q, fp, t.key, 4), 2.2))
+
+
+def _stripes(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    phase = _dot(t.direction, q)  # (M,) stripe coordinate
+    s = _smoothstep(-0.35, 0.35, np.sin(2 * np.pi * phase))  # (M,) soft-edged bands
+    s = 0.5 + _fade(fp) * (s - 0.5)
+    return _lerp(t.colors[0], t.colors[1], s) * _grain(t, q, fp)
+
+
+def _checker(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    parity = (np.floor(q).sum(axis=0) % 2.0)  # (M,) 0/1 per cubic cell
+    s = 0.5 + _fade(0.5 * fp) * (parity - 0.5)  # a checker period is two cells
+    return _lerp(t.colors[0], t.colors[1], s) * _grain(t, q, fp)
+
+
+def _field(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    # two slow fBm fields blend four colours, plus fine detail so no region is flat
+    c = t.colors
+    a = _contrast(_fractal(q * 0.35, fp * 0.35, t.key, 2), 2.0)
+    b = _contrast(_fractal(q * 0.35 + 17.3, fp * 0.35, t.key + 1, 2), 2.0)
+    first, second = _lerp(c[0], c[1], a), _lerp(c[2], c[3], a)  # (3, M) each
+    colour = first + (second - first) * b
+    return colour * _grain(t, q * 3.0, fp * 3.0)
+
+
+def _bricks(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Courses of bricks (colour 0, varied per brick) in mortar (colour 1) on every face: rows one
+    unit high, bricks two units long, every other row offset by half a brick."""
+    row = np.floor(q[2])  # (M,) course index: courses are horizontal in object coordinates
+    along = (q[0] + q[1]) * 0.5 + 0.5 * (row % 2.0)  # (M,) brick coordinate, offset on odd rows
+    brick = np.floor(along)  # (M,)
+    edge = np.minimum(np.minimum(q[2] - row, row + 1 - q[2]), 2.0 * np.minimum(along - brick, brick + 1 - along))
+    mortar = 1.0 - _smoothstep(0.04, 0.09, edge)  # (M,) 1 in the joints
+    mortar = mortar * _fade(2.0 * fp)  # joints narrower than a pixel fade into the brick colour
+    shade = 0.8 + 0.4 * _value_noise(np.stack([brick, row, np.zeros_like(row)]), t.key)  # (M,) per brick
+    colour = t.colors[0][:, None] * shade[None, :] * _grain(t, q, fp)
+    return colour + (t.colors[1][:, None] - colour) * mortar[None, :]
+
+
+def _flat(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Almost uniform paint (+-5 % slow variation): a surface whose depth can only come from shading,
+    outline and context, never from its own texture."""
+    n = _fractal(q * 0.25, fp * 0.25, t.key, 2)  # (M,)
+    return t.colors[0][:, None] * (0.95 + 0.1 * n)[None, :]
+
+
+def _bands(t: "Texture", q: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Horizontal bands of colours 0 and 1 (the reference markers' paint), sharp-edged."""
+    s = (np.floor(q[2]) % 2.0)  # (M,)
+    s = 0.5 + _fade(0.5 * fp) * (s - 0.5)
+    return _lerp(t.colors[0], t.colors[1], s)
+
+
+@dataclass(frozen=True)
+class TextureKind:
+    """A row of the texture table: ``pattern(texture, q, footprint)`` gives colours (3, M) at points
+    q (3, M) in feature units, footprint (M,) in feature units per pixel."""
+
+    name: str
+    pattern: Callable[["Texture", np.ndarray, np.ndarray], np.ndarray]
+    description: str
+    scale: float = 1.0  # feature size relative to the object's drawn texture scale
+    default: bool = True  # in SynthConfig's default textures (later ones are opt-in: old seeds keep their look)
+    random: bool = True  # drawn for random objects (False: kept for special objects, e.g. the markers)
+
+
+TEXTURE_KINDS: dict[str, TextureKind] = {row.name: row for row in (
+    TextureKind("noise", _noise, "two-octave value noise"),
+    TextureKind("fractal", _fbm, "four-octave fractal noise"),
+    TextureKind("stripes", _stripes, "soft stripes in a random direction"),
+    TextureKind("checker", _checker, "a solid checkerboard"),
+    TextureKind("field", _field, "slow blends of four colours, image-like", scale=3.0),
+    TextureKind("bricks", _bricks, "brick courses in mortar", default=False),
+    TextureKind("flat", _flat, "almost uniform paint", default=False),
+    TextureKind("bands", _bands, "horizontal bands (reference markers only)", default=False, random=False),
+)}
+TEXTURES = tuple(TEXTURE_KINDS)
+DEFAULT_TEXTURES = tuple(name for name, row in TEXTURE_KINDS.items() if row.default)
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Texture:
     """A solid texture: a colour pattern over 3D points in an object's own coordinates (metres).
 
-    kind: "noise" (value noise), "fractal" (fBm), "stripes", "checker" or "field" (smooth,
-    image-like blend of four colours). ``scale`` is the feature size in metres.
+    ``kind`` names a row of :data:`TEXTURE_KINDS`; ``scale`` is the feature size in metres.
     """
 
     kind: str = "fractal"
@@ -100,40 +191,11 @@ class Texture:
     key: int = 0  # noise hash key
 
     def __post_init__(self) -> None:
-        _check(self.kind in TEXTURES, f"unknown texture {self.kind!r}; valid textures: {', '.join(TEXTURES)}")
+        _check(self.kind in TEXTURE_KINDS, f"unknown texture {self.kind!r}; valid textures: {', '.join(TEXTURES)}")
 
     def albedo(self, p: np.ndarray, footprint: np.ndarray) -> np.ndarray:
         """Colours (3, M) in [0, 1] at points p (3, M) in metres; footprint (M,): metres per pixel."""
-        c = self.colors
-        q = p / self.scale  # (3, M) in feature units
-        fp = footprint / self.scale  # (M,)
-        if self.kind == "noise":
-            n = _contrast(_fractal(q, fp, self.key, 2), 1.8)
-            return _lerp(c[0], c[1], n)
-        if self.kind == "fractal":
-            n = _contrast(_fractal(q, fp, self.key, 4), 2.2)
-            return _lerp(c[0], c[1], n)
-        if self.kind == "stripes":
-            phase = _dot(self.direction, q)  # (M,) stripe coordinate
-            s = _smoothstep(-0.35, 0.35, np.sin(2 * np.pi * phase))  # (M,) soft-edged bands
-            s = 0.5 + _fade(fp) * (s - 0.5)
-            return _lerp(c[0], c[1], s) * self._grain(q, fp)
-        if self.kind == "checker":
-            parity = (np.floor(q).sum(axis=0) % 2.0)  # (M,) 0/1 per cubic cell
-            s = 0.5 + _fade(0.5 * fp) * (parity - 0.5)  # a checker period is two cells
-            return _lerp(c[0], c[1], s) * self._grain(q, fp)
-        # "field": two slow fBm fields blend four colours, plus fine detail so no region is flat
-        a = _contrast(_fractal(q * 0.35, fp * 0.35, self.key, 2), 2.0)
-        b = _contrast(_fractal(q * 0.35 + 17.3, fp * 0.35, self.key + 1, 2), 2.0)
-        first, second = _lerp(c[0], c[1], a), _lerp(c[2], c[3], a)  # (3, M) each
-        colour = first + (second - first) * b
-        return colour * self._grain(q * 3.0, fp * 3.0)
-
-    def _grain(self, q: np.ndarray, fp: np.ndarray) -> np.ndarray:
-        """A +-15 % brightness modulation at twice the feature frequency: flat bands of stripes and
-        checkers would otherwise carry no motion cue inside them."""
-        return 0.85 + 0.3 * _fractal(q * 2.0, fp * 2.0, self.key + 3, 1)  # (M,)
-
+        return TEXTURE_KINDS[self.kind].pattern(self, p / self.scale, footprint / self.scale)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
