@@ -4,6 +4,8 @@ metrics (z-depth, intrinsics, camera-to-world poses), determinism, layout famili
 Expected values are computed here independently of the renderer (own ray/plane and ray/sphere
 formulas, signed distance functions), so a wrong formula in the renderer shows."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -454,3 +456,87 @@ def test_write_synthetic_dataset(tmp_path):
 def test_write_synthetic_dataset_rejects_bad_seeds(tmp_path):
     with pytest.raises(ConfigError, match="-3"):
         write_synthetic_dataset(tmp_path, {"train": [1, -3]}, SynthConfig(height=8, width=8, frames=1))
+
+
+# ------------------------------------------------------------- presets, scale family, validation
+def test_presets_render_and_classic_is_the_default():
+    assert synth.PRESETS["classic"] == SynthConfig()
+    for name, preset in synth.PRESETS.items():
+        config = dataclasses.replace(preset, height=28, width=42, frames=2)
+        frames = list(render_clip(3, config))
+        assert len(frames) == 2 and frames[0].rgb.shape == (28, 42, 3), name
+
+
+def test_world_scale_multiplies_depth_and_leaves_the_image_unchanged():
+    base = dataclasses.replace(synth.PRESETS["varied"], height=28, width=42, frames=3, markers=(0, 0),
+                               photometric=0.0)
+    scaled = dataclasses.replace(base, world_scale=(2.5, 2.5))
+    for a, b in zip(render_clip(11, base), render_clip(11, scaled)):
+        np.testing.assert_array_equal(a.rgb, b.rgb)  # a scaled world looks the same ...
+        finite = np.isfinite(a.depth)
+        np.testing.assert_allclose(b.depth[finite], 2.5 * a.depth[finite], rtol=1e-6)  # ... only metres change
+        np.testing.assert_allclose(b.pose[:3, 3], 2.5 * a.pose[:3, 3], rtol=1e-9)
+
+
+def test_markers_keep_their_absolute_size_at_any_world_scale():
+    config = dataclasses.replace(synth.PRESETS["scale-ambiguous"], height=28, width=42, frames=4)
+    for seed in range(4):
+        scene = build_scene(seed, config)
+        markers = [p for p in scene.primitives if p.kind == "marker"]
+        assert config.markers[0] <= len(markers) <= config.markers[1]
+        for m in markers:  # height in metres = scene units x scale, near the nominal height
+            metres = 2 * m.half[2] * scene.scale
+            assert abs(np.log(metres / config.marker_height)) < 5 * config.marker_spread
+
+
+def test_oracle_sequence_beats_frame_and_the_gap_grows():
+    """The scale-ambiguous family's intended property: the ideal observer's scale estimate from the
+    frames so far is better than from the current frame alone, increasingly so later in the clip."""
+    from flashdepth.data.synthetic.oracle import scale_estimate_errors
+
+    config = dataclasses.replace(synth.PRESETS["scale-ambiguous"], height=63, width=112)
+    runs = [scale_estimate_errors(seed, config) for seed in range(21000, 21006)]
+    frame = np.mean([r["frame"] for r in runs], axis=0)  # (T,)
+    sequence = np.mean([r["sequence"] for r in runs], axis=0)  # (T,)
+    # More markers give a better estimate on average (not in every sample: markers are noisy).
+    assert sequence.mean() < frame.mean()
+    t = len(frame)
+    early, late = slice(0, t // 4), slice(3 * t // 4, t)
+    assert (frame[late] - sequence[late]).mean() > 2 * (frame[early] - sequence[early]).mean() + 0.05
+
+
+def test_posterior_of_the_oracle():
+    from flashdepth.data.synthetic.oracle import posterior_log_scale
+
+    assert posterior_log_scale(np.array([]), 0.1, (0.5, 2.0)) == pytest.approx(0.0, abs=1e-9)  # prior mean
+    assert posterior_log_scale(np.array([0.3] * 50), 0.1, (0.5, 2.0)) == pytest.approx(0.3, abs=0.01)
+    assert posterior_log_scale(np.array([5.0]), 0.1, (0.5, 2.0)) <= np.log(2.0)  # never outside the prior
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(seeds={"a": [0]}, name="../escape"), ["plain folder name"]),
+    (dict(seeds={"a": [2 ** 40]}), ["seed", "[0, 4294967296)"]),
+    (dict(seeds={"a": range(0, 200_001)}), ["at most 100000"]),
+])
+def test_write_synthetic_dataset_refuses_bad_names_and_ranges(tmp_path, kwargs, words):
+    with pytest.raises(ConfigError) as info:
+        write_synthetic_dataset(tmp_path, config=SynthConfig(height=8, width=8, frames=1), **kwargs)
+    assert all(w in str(info.value) for w in words)
+    assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+def test_overlapping_splits_warn(tmp_path):
+    with pytest.warns(UserWarning, match="share 1 seed"):
+        write_synthetic_dataset(tmp_path, {"train": [0, 1], "test": [1]}, SynthConfig(height=8, width=8, frames=1))
+
+
+def test_synth_command_line_refuses_huge_and_repeated_splits(tmp_path):
+    import subprocess
+    import sys
+
+    for args in (["--split", "test=0:40000000"], ["--split", "test=0:99999999999999999999"],
+                 ["--split", "a=0:1", "--split", "a=2:3"]):
+        r = subprocess.run([sys.executable, "-m", "flashdepth_cli", "synth", str(tmp_path / "d"), *args],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "error" in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "d").exists()

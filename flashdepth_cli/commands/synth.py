@@ -25,6 +25,10 @@ def _split(text: str) -> tuple[str, range]:
     first, colon, end = seeds.partition(":")
     if not sep or not colon or not first.isdigit() or not end.isdigit() or int(end) <= int(first) or not name:
         raise UsageError(f"--split {text!r}: write SPLIT=FIRST:END with 0 <= FIRST < END, e.g. train=0:160")
+    from flashdepth.data.synthetic.dataset import MAX_CLIPS, MAX_SEED
+
+    if int(end) > MAX_SEED or int(end) - int(first) > MAX_CLIPS:  # before any range is built
+        raise UsageError(f"--split {text!r}: at most {MAX_CLIPS} clips per split and seeds below {MAX_SEED}")
     return name, range(int(first), int(end))
 
 
@@ -56,7 +60,12 @@ def main(args: argparse.Namespace) -> int:
         height, width = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise UsageError(f"--size {args.size!r}: write HxW, e.g. 126x224") from None
-    seeds = dict(_split(s) for s in args.split)
+    seeds: dict[str, range] = {}
+    for text in args.split:
+        name, seed_range = _split(text)
+        if name in seeds:
+            raise UsageError(f"--split {name}=... is given twice; give each split once")
+        seeds[name] = seed_range
     preset = PRESETS[args.preset]
     config = replace(preset, height=height, width=width, frames=args.frames,
                      kinds=tuple(args.kinds) if args.kinds else preset.kinds,

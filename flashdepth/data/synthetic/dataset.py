@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -11,6 +13,10 @@ from .config import SynthConfig
 from .maths import _check, _is_int
 from .render import render_clip
 
+MAX_CLIPS = 100_000  # per call: the seed lists are held in memory, and more is never a sensible single job
+MAX_SEED = 2 ** 32  # seeds are folder names of at least six digits; larger ones are a typo, not a plan
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
 
 def write_synthetic_dataset(root: str | Path, seeds: Mapping[str, Sequence[int]], config: SynthConfig = SynthConfig(),
                             name: str = "synthetic") -> dict:
@@ -18,10 +24,23 @@ def write_synthetic_dataset(root: str | Path, seeds: Mapping[str, Sequence[int]]
     per seed, ``seeds`` mapping split names to seeds (a seed in several splits is rendered once).
     Depth is stored as metric z-depth in metres with +inf for sky, with intrinsics and poses.
     Returns the report of :func:`flashdepth.data.convert.common.write_dataset`."""
+    _check(isinstance(name, str) and _NAME.fullmatch(name) is not None,
+           f"name={name!r} must be a plain folder name (letters, digits, '.', '_', '-'; not starting with '.'), "
+           "e.g. 'synthetic'")
+    total = 0
     for split, values in seeds.items():
+        total += len(values)
+        _check(total <= MAX_CLIPS, f"{total} clips asked for; at most {MAX_CLIPS} per call (render in parts)")
         for seed in values:
-            _check(_is_int(seed) and seed >= 0,
-                   f"seed {seed!r} in split {split!r} must be a non-negative integer")
+            _check(_is_int(seed) and 0 <= seed < MAX_SEED,
+                   f"seed {seed!r} in split {split!r} must be an integer in [0, {MAX_SEED})")
+    names = list(seeds)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = set(map(int, seeds[a])) & set(map(int, seeds[b]))
+            if shared:  # allowed (a seed is rendered once), but rarely meant: a test seed seen in training
+                warnings.warn(f"splits {a!r} and {b!r} share {len(shared)} seed(s), e.g. {min(shared)}: the same "
+                              "clips are in both", stacklevel=2)
     spec = DepthSpec(kind="depth", unit="m", metric=True)
     splits = {split: [f"{int(s):06d}" for s in values] for split, values in seeds.items()}
     scenes = [f"{seed:06d}" for seed in dict.fromkeys(int(s) for values in seeds.values() for s in values)]
