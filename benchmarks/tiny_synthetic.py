@@ -1,21 +1,22 @@
-"""flashdepth-tiny-synthetic end to end: data, the two training runs, and the evidence.
+"""flashdepth-tiny-synthetic end to end: data, the two training steps, and the evidence.
 
 One command reproduces the bundled demonstration model and every figure of
-docs/tiny-synthetic.md (about 55 minutes on a 2-core CPU: both runs train at once, one thread
-each):
+docs/tiny-synthetic.md (about 2.5 hours on a 2-core CPU; every stage skips what is done and the
+training resumes from its last checkpoint, so it may be run in parts):
 
     python benchmarks/tiny_synthetic.py all --workdir tiny/ --json tiny/evidence.json
 
-Stages (each skips what already exists in the work folder):
+Stages:
 
-* ``synth``: the training family (no spheres) with train / val / held-out test seeds, and a
-  held-out family with spheres (``flashdepth synth``);
-* ``train``: configs/tiny-synthetic.toml (the model) and configs/tiny-synthetic-perframe.toml
-  (the same budget without the temporal module), side by side: 3000 steps at a constant rate,
-  then a cool-down of 1000 steps from that checkpoint with the rate decaying to 0 (cosine);
-* ``eval``: on the held-out test clips of both families, scored with the evaluation protocol:
-  the trained model with its state carried, the same weights with the state reset every frame,
-  the same architecture at initialisation, and the per-frame baseline.
+* ``synth``: the varied world and the scale-ambiguous family (``flashdepth synth --preset``), each
+  with train / val / held-out test seeds;
+* ``train``: the single-image model (configs/tiny-synthetic-image.toml), then FlashDepth started
+  from it with the temporal module at zero (configs/tiny-synthetic.toml), the paper's stage 1;
+* ``eval``: on the held-out clips of both families, the trained model with its state carried, the
+  same weights with the state reset every frame, and the single-image model: AbsRel and delta1
+  with one scale and shift per sequence and with no alignment at all, scale_std, TAE, and the
+  error against the frame index (plotted with ``--plot``); and the yard scene (a ground, a back
+  wall and boxes at 3, 6 and 12 m) for the ordering of the boxes.
 """
 
 from __future__ import annotations
@@ -27,145 +28,258 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
-TRAIN_KINDS = ["box", "pole", "wall", "mover"]
 SYNTH = [
-    ["synthetic", ["train=0:200", "val=5000:5004", "test=1000:1016"], TRAIN_KINDS],
-    ["synthetic-spheres", ["test=9000:9016"], ["sphere", "mover", "wall", "pole"]],
+    ["varied", "varied", ["train=0:240", "val=5000:5004", "test=1000:1016"]],
+    ["scale", "scale-ambiguous", ["train=20000:20240", "val=25000:25004", "test=21000:21016"]],
 ]
-RUNS = {"temporal": "configs/tiny-synthetic.toml", "perframe": "configs/tiny-synthetic-perframe.toml"}
-COOLDOWN_STEPS = 1000
-
-
-def cooldown_overrides(work: Path, recipe: str) -> list[str]:
-    """Phase 2: from the last checkpoint of the recipe, the same data and rate decaying to 0."""
-    from flashdepth.train import load_train_config
-
-    out = load_train_config(REPO / recipe).out_dir
-    return [f"init={_last_checkpoint(work, recipe, out)}", f"steps={COOLDOWN_STEPS}", "optim.schedule=cosine",
-            "optim.warmup_steps=0", f"out_dir={out}-cooldown", f"save_every={COOLDOWN_STEPS}"]
-METRICS = ("abs_rel", "delta1", "boundary_f1", "scale_std", "tae")
+STEPS = {"image": "configs/tiny-synthetic-image.toml", "temporal": "configs/tiny-synthetic.toml"}
+MAX_DEPTH = 70.0
 
 
 def synth(work: Path) -> None:
-    for name, splits, kinds in SYNTH:
+    for name, preset, splits in SYNTH:
         if (work / "data" / name / "dataset.json").is_file():
             continue
-        args = ["data", "--name", name, "--kinds", *kinds]
+        args = ["data", "--name", name, "--preset", preset]
         for split in splits:
             args += ["--split", split]
         subprocess.run([sys.executable, "-m", "flashdepth_cli", "synth", *args], cwd=work, check=True)
 
 
-def train(work: Path) -> None:
+def last_checkpoint(work: Path, step: str) -> Path | None:
     from flashdepth.train import load_train_config
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # two runs share the cores
-    for phase in ("main", "cooldown"):
-        procs = []
-        for name, recipe in RUNS.items():
-            config = load_train_config(REPO / recipe)
-            if phase == "main":
-                last, extra = work / config.out_dir / f"step_{config.steps:07d}.pth", []
-            else:
-                last = work / f"{config.out_dir}-cooldown" / f"step_{COOLDOWN_STEPS:07d}.pth"
-                extra = cooldown_overrides(work, recipe)
-            if last.is_file():
-                continue  # this phase of this run is done
-            log = open(work / f"train_{name}.log", "a")
-            procs.append(subprocess.Popen([sys.executable, "-m", "flashdepth_cli", "train", str(REPO / recipe), *extra],
-                                          cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT))
-        if any(p.wait() for p in procs):
-            raise SystemExit(f"a training run failed; see {work}/train_*.log")
+    found = sorted((work / load_train_config(REPO / STEPS[step]).out_dir).glob("step_*.pth"))
+    return found[-1] if found else None
 
 
-def _last_checkpoint(work: Path, recipe: str, out_dir: str | None = None) -> Path:
-    """The last checkpoint of ``recipe`` (of its cool-down when that has run)."""
+def train(work: Path, threads: int) -> None:
     from flashdepth.train import load_train_config
 
-    if out_dir is None:
-        base = load_train_config(REPO / recipe).out_dir
-        out_dir = base + "-cooldown" if list((work / f"{base}-cooldown").glob("step_*.pth")) else base
-    out = work / out_dir
-    found = sorted(out.glob("step_*.pth"))
-    if not found:
-        raise SystemExit(f"no checkpoint in {out}: run the train stage first")
-    return found[-1]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    for step, recipe in STEPS.items():
+        config = load_train_config(REPO / recipe)
+        final = work / config.out_dir / f"step_{config.steps:07d}.pth"
+        if final.is_file():
+            continue
+        extra = []
+        last = last_checkpoint(work, step)
+        if last is not None:
+            extra = ["--resume", str(last)]
+        elif step == "temporal":
+            extra = [f"init={last_checkpoint(work, 'image')}"]
+        with open(work / f"train_{step}.log", "a") as log:
+            subprocess.run([sys.executable, "-m", "flashdepth_cli", "train", str(REPO / recipe), *extra],
+                           cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
 
 
-class ResetEachFrame:
-    """The same weights with the stream restarted at every frame (no temporal context)."""
-
-    def __init__(self, model):
-        self.model, self.config = model, model.config
-
-    def min_input_size(self) -> int:
-        return self.model.min_input_size()
-
-    def __call__(self, frame, state=None):
-        return self.model(frame, None)
-
-
-def evaluate(work: Path, temporal: Path, perframe: Path) -> list[dict]:
+# ------------------------------------------------------------------------------ evidence
+def predict_sequence(model, seq, carry: bool) -> np.ndarray:
+    """(T, H, W) inverse depth (the model's units, 100/m) of every frame, streamed."""
     import torch
 
-    from flashdepth import FlashDepth, load_model
-    from flashdepth.data.sequence import DatasetFolder
-    from flashdepth.evaluate import EvalOptions, evaluate_sequence
+    from flashdepth.preprocess import normalise, to_float_rgb
+
+    state, out = None, []
+    with torch.no_grad():
+        for i in range(len(seq)):
+            rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, H, W) in [0, 1]
+            depth, new_state = model(normalise(rgb, (seq.height, seq.width), model.config.input), state)
+            state = new_state if carry else None
+            out.append(depth[0].numpy())
+    return np.stack(out)
+
+
+def unaligned(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """AbsRel and delta1 in metres with no alignment (the model's own scale), per frame and overall.
+    pred in 100/m, gt in 1/m (-1 invalid, 0 sky)."""
+    valid = gt >= 1.0 / MAX_DEPTH  # (T, H, W)
+    depth_true = np.where(valid, 1.0 / np.where(valid, gt, 1.0), np.nan)
+    depth_pred = 100.0 / np.clip(pred, 1e-3, None)
+    rel = np.abs(depth_pred - depth_true) / depth_true  # NaN off the mask
+    ratio = np.maximum(depth_pred / depth_true, depth_true / depth_pred)
+    per_frame = np.nanmean(rel.reshape(len(gt), -1), axis=1)
+    # The frame's scale error: log of the median ratio of predicted to true depth.
+    log_scale = np.array([np.nanmedian(np.log(p[v] / t[v])) for p, t, v in zip(depth_pred, depth_true, valid)])
+    return {"abs_rel": float(np.nanmean(rel)), "delta1": float(np.nanmean(ratio[valid] < 1.25)),
+            "abs_rel_per_frame": per_frame.tolist(), "log_scale_error_per_frame": np.abs(log_scale).tolist(),
+            "log_scale_per_frame": log_scale.tolist()}
+
+
+def score(pred: np.ndarray, seq) -> dict:
+    from flashdepth.metrics import depth_metrics, scale_std, tae
+
+    gt = np.stack([seq.target(i) for i in range(len(seq))])  # (T, H, W) 1/m
+    aligned = depth_metrics(pred, gt, max_depth=MAX_DEPTH)
+    s, t = aligned["scale"], aligned["shift"]
+    fitted = s * pred + t  # (T, H, W) aligned inverse depth, 1/m
+    valid = gt >= 1.0 / MAX_DEPTH
+    depth_true = np.where(valid, 1.0 / np.where(valid, gt, 1.0), np.nan)
+    depth_fit = 1.0 / np.clip(fitted, 1.0 / MAX_DEPTH, None)
+    per_frame = np.nanmean((np.abs(depth_fit - depth_true) / depth_true).reshape(len(gt), -1), axis=1)
+    aligned_depth = np.where(fitted > 0, 1.0 / np.clip(fitted, 1e-6, None), 0.0)
+    out = {"abs_rel": aligned["abs_rel"], "delta1": aligned["delta1"], "abs_rel_per_frame": per_frame.tolist(),
+           "scale_std": scale_std(pred, gt, MAX_DEPTH),
+           "tae": tae(aligned_depth, np.tile(seq.intrinsics(), (len(gt), 1)) if seq.intrinsics().ndim == 1
+                      else seq.intrinsics(), seq.poses(), MAX_DEPTH)}
+    return {"aligned": out, "unaligned": unaligned(pred, gt)}
+
+
+def oracle() -> dict:
+    """The ideal observer on the scale family's held-out seeds: |log scale error| per frame from the
+    current frame's markers alone and from every frame so far (flashdepth.data.synthetic.oracle)."""
+    from flashdepth.data.synthetic import PRESETS
+    from flashdepth.data.synthetic.oracle import scale_estimate_errors
+
+    runs = [scale_estimate_errors(seed, PRESETS["scale-ambiguous"]) for seed in range(21000, 21016)]
+    return {key: np.mean([r[key] for r in runs], axis=0).tolist() for key in ("frame", "sequence", "visible")}
+
+
+def yard_frames(height: int = 240, width: int = 320, frames: int = 24):
+    """A scene of the kind users try first, built by hand rather than drawn from a preset: a textured
+    ground, a back wall 20 m away, and three textured boxes 3, 6 and 12 m ahead, seen by a camera at
+    1.5 m moving slowly sideways. Yields (rgb, depth, owner) with owner 1, 2, 3 on the boxes."""
+    from flashdepth.data.synthetic import Box, Ground, Scene, Texture, camera_intrinsics, look_rotation, render_frame
+
+    def tex(kind, a, b, scale, key):
+        return Texture(kind=kind, colors=np.array([a, b, [0.5, 0.4, 0.3], [0.3, 0.5, 0.4]]), scale=scale, key=key)
+
+    boxes = [Box(center=np.array([d, x, 0.5]), half=np.array([0.5, 0.5, 0.5]),
+                 texture=tex("checker", [0.2, 0.3, 0.7], [0.85, 0.8, 0.4], 0.25, k))
+             for k, (d, x) in enumerate(((3.0, -0.9), (6.0, 0.4), (12.0, 1.6)))]
+    wall = Box(kind="wall", center=np.array([20.0, 0.0, 3.0]), half=np.array([0.2, 30.0, 3.0]),
+               texture=tex("bricks", [0.6, 0.35, 0.25], [0.8, 0.8, 0.75], 0.3, 7))
+    ground = Ground(texture=tex("fractal", [0.35, 0.3, 0.2], [0.6, 0.55, 0.4], 0.8, 9))
+    scene = Scene(primitives=(ground, *boxes, wall))
+    k = camera_intrinsics(height, width, 60.0)
+    for i in range(frames):
+        pose = np.eye(4)
+        pose[:3, :3] = look_rotation(0.0, np.radians(-8.0), 0.0)
+        pose[:3, 3] = [0.0, -0.3 + 0.6 * i / max(frames - 1, 1), 1.5]  # 0.6 m to the side in total
+        frame = render_frame(scene, pose, k, height, width)
+        yield frame.rgb, frame.depth, frame.owner
+
+
+def yard(model) -> dict:
+    """delta1 and AbsRel after one scale and shift for the clip, and the boxes' mean predicted
+    inverse depth (they must come out ordered: nearest highest)."""
+    import torch
+
+    from flashdepth.metrics import depth_metrics
     from flashdepth.session import DepthSession
 
-    trained = load_model(temporal)
-    torch.manual_seed(0)
-    models = {
-        "trained, state carried": trained,
-        "trained, state reset every frame": ResetEachFrame(trained),
-        "at initialisation": FlashDepth(trained.config).eval().requires_grad_(False),
-        "per-frame baseline": load_model(perframe),
-    }
-    rows = []
-    for dataset in ("synthetic", "synthetic-spheres"):
-        sequences = DatasetFolder(work / "data" / dataset).sequences("test")
-        for label, model in models.items():
-            session = DepthSession(model, device="cpu")
-            results = [evaluate_sequence(session, seq, EvalOptions()) for seq in sequences]
-            row = {"dataset": dataset, "model": label, "sequences": len(results)}
-            for m in METRICS:
-                values = [r[m] for r in results if r[m] is not None]
-                row[m] = sum(values) / len(values) if values else None
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    return rows
+    session = DepthSession(model, device="cpu")
+    preds, gts, boxes = [], [], []
+    with torch.no_grad():
+        for rgb, depth, owner in yard_frames():
+            pred = session.step(rgb)  # (H, W) at the frame's size
+            gt = np.where(np.isfinite(depth), 1.0 / depth, 0.0).astype(np.float32)
+            preds.append(pred)
+            gts.append(gt)
+            boxes.append([float(pred[owner == k].mean()) for k in (1, 2, 3)])
+    m = depth_metrics(np.stack(preds), np.stack(gts), max_depth=MAX_DEPTH)
+    b = np.mean(boxes, axis=0)
+    return {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "boxes_3_6_12m": b.tolist(),
+            "ordered": bool(b[0] > b[1] > b[2])}
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| test clips | model | AbsRel | delta1 | boundary F1 | scale_std | TAE |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['dataset']} | {r['model']} | " + " | ".join(f"{r[m]:.4f}" for m in METRICS) + " |")
+def evaluate(work: Path) -> dict:
+    from flashdepth import load_model
+    from flashdepth.data.sequence import DatasetFolder
+
+    temporal = load_model(last_checkpoint(work, "temporal"))
+    image = load_model(last_checkpoint(work, "image"))
+    runs = {"state carried": (temporal, True), "state reset every frame": (temporal, False),
+            "single-image model": (image, True)}
+    results: dict = {"yard": {label: yard(m) for label, (m, _) in
+                              (("state carried", runs["state carried"]), ("single-image model", runs["single-image model"]))}}
+    print(json.dumps(results["yard"]), flush=True)
+    for family, _, _ in SYNTH:
+        sequences = DatasetFolder(work / "data" / family).sequences("test")
+        for label, (model, carry) in runs.items():
+            scores = [score(predict_sequence(model, seq, carry), seq) for seq in sequences]
+            results.setdefault(family, {})[label] = _mean(scores)
+            row = results[family][label]
+            print(json.dumps({"family": family, "run": label,
+                              **{f"{k}_{m}": row[k][m] for k in ("aligned", "unaligned") for m in ("abs_rel", "delta1")},
+                              "scale_std": row["aligned"]["scale_std"], "tae": row["aligned"]["tae"]}), flush=True)
+    return results
+
+
+def _mean(scores: list[dict]) -> dict:
+    out: dict = {}
+    for part in scores[0]:
+        out[part] = {}
+        for key in scores[0][part]:
+            values = [s[part][key] for s in scores if s[part][key] is not None]
+            out[part][key] = np.mean(np.array(values, dtype=np.float64), axis=0).tolist() if values else None
+    return out
+
+
+def table(results: dict) -> str:
+    lines = ["| test clips | run | AbsRel (seq. aligned) | delta1 (seq. aligned) | AbsRel (no alignment) | "
+             "delta1 (no alignment) | scale_std | TAE |", "|---|---|---|---|---|---|---|---|"]
+    for family, runs in results.items():
+        if family in ("oracle", "yard"):
+            continue
+        for label, r in runs.items():
+            a, u = r["aligned"], r["unaligned"]
+            lines.append(f"| {family} | {label} | {a['abs_rel']:.4f} | {a['delta1']:.4f} | {u['abs_rel']:.4f} | "
+                         f"{u['delta1']:.4f} | {a['scale_std']:.4f} | {a['tae']:.4f} |")
     return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = [f for f in results if f not in ("oracle", "yard")]
+    fig, axes = plt.subplots(2, len(families), figsize=(5.5 * len(families), 7), squeeze=False)
+    for col, family in enumerate(families):
+        for label, r in results[family].items():
+            axes[0, col].plot(r["unaligned"]["log_scale_error_per_frame"], label=label)
+            axes[1, col].plot(r["aligned"]["abs_rel_per_frame"], label=label)
+        if family == "scale" and "oracle" in results:
+            axes[0, col].plot(results["oracle"]["frame"], "k:", label="ideal observer, this frame's markers")
+            axes[0, col].plot(results["oracle"]["sequence"], "k--", label="ideal observer, all frames so far")
+        axes[0, col].set_title(f"{family}: |log scale error| per frame (no alignment)")
+        axes[1, col].set_title(f"{family}: AbsRel per frame (one fit per sequence)")
+        for ax in axes[:, col]:
+            ax.set_xlabel("frame index")
+            ax.grid(alpha=0.3)
+        axes[0, col].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("stage", choices=["synth", "train", "eval", "all"])
     p.add_argument("--workdir", default="tiny", help="data/ and runs/ are made here (default: tiny)")
-    p.add_argument("--temporal", help="checkpoint of the temporal run (default: its last one)")
-    p.add_argument("--perframe", help="checkpoint of the per-frame run (default: its last one)")
-    p.add_argument("--json", help="write the evaluation rows here")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the training (default: 2)")
+    p.add_argument("--json", help="write the evaluation here")
+    p.add_argument("--plot", help="write the per-frame plot here (PNG)")
     args = p.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     if args.stage in ("synth", "all"):
         synth(work)
     if args.stage in ("train", "all"):
-        train(work)
+        train(work, args.threads)
     if args.stage in ("eval", "all"):
-        temporal = Path(args.temporal) if args.temporal else _last_checkpoint(work, RUNS["temporal"])
-        perframe = Path(args.perframe) if args.perframe else _last_checkpoint(work, RUNS["perframe"])
-        rows = evaluate(work, temporal, perframe)
-        print(table(rows))
+        results = evaluate(work)
+        results["oracle"] = oracle()
+        print(table(results))
         if args.json:
-            Path(args.json).write_text(json.dumps({"temporal": str(temporal), "perframe": str(perframe),
-                                                   "rows": rows}, indent=1))
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        if args.plot:
+            plot(results, Path(args.plot))
     return 0
 
 

@@ -104,7 +104,8 @@ def test_demo_writes_the_three_panel_video_and_scores(tmp_path, capsys):
     assert "abs_rel" in out and "delta1" in out and "tae" in out
     with av.open(str(tmp_path / "demo.mp4")) as container:
         frames = list(container.decode(video=0))
-    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (3 * 224, 126)
+    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (3 * 224, 126 + 64)  # panels + scale strip
+    assert (tmp_path / "scale.png").stat().st_size > 0 and "state carried" in out and "state reset" in out
 
 
 def test_demo_rejects_a_bad_clip_length():
@@ -124,12 +125,14 @@ def test_synth_writes_splits_and_rejects_bad_ranges(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--split", "train", "--frames", "2"]) == 2
 
 
-def test_recipes_differ_only_by_the_temporal_module():
-    model = load_train_config(ROOT / "configs" / "tiny-synthetic.toml")
-    baseline = load_train_config(ROOT / "configs" / "tiny-synthetic-perframe.toml")
-    tiny = get_config(model.model)
-    assert model.model == NAME and baseline.model_config.temporal is None
-    assert baseline.model_config == tiny.replace(name=baseline.model_config.name, temporal=None)
-    for key in ("steps", "batch_size", "loss", "optim", "seed"):
-        assert getattr(model, key) == getattr(baseline, key), key
-    assert model.data == baseline.data
+def test_recipe_steps_are_the_single_image_model_then_flashdepth_from_it():
+    """The paper's way: step 2 is step 1's architecture plus the temporal module, starts from step
+    1's last checkpoint, and is the bundled model's architecture."""
+    image = load_train_config(ROOT / "configs" / "tiny-synthetic-image.toml")
+    video = load_train_config(ROOT / "configs" / "tiny-synthetic.toml")
+    assert image.model_config.temporal is None and video.model_config.temporal is not None
+    assert image.model_config == video.model_config.replace(name=image.model_config.name, temporal=None)
+    assert video.model_config == get_config(NAME)
+    assert video.init == f"{image.out_dir}/step_{image.steps:07d}.pth"
+    assert video.data.clip_length == 5 and video.data.random_stride and video.loss == "l1"
+    assert image.data.datasets == video.data.datasets

@@ -9,8 +9,9 @@ DESCRIPTION = """\
 Render a held-out synthetic clip (a seed never used in training), stream it through the bundled
 demonstration model flashdepth-tiny-synthetic (trained by this package on synthetic scenes only;
 docs/tiny-synthetic.md), write OUTDIR/demo.mp4 (input | prediction | ground truth, one colour
-scale) and print AbsRel, delta1, boundary F1 and the temporal metrics against the exact ground
-truth with the evaluation protocol. Needs no network and no download."""
+scale, and a strip with the model's depth scale per frame with its state carried and reset) and
+OUTDIR/scale.png, and print AbsRel, delta1, boundary F1 and the temporal metrics against the exact
+ground truth with the evaluation protocol. Needs no network and no download."""
 EXAMPLES = """\
   flashdepth demo
   flashdepth demo -o demo/ --seed 4243 --frames 96
@@ -35,6 +36,16 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed {args.seed} --frames {args.frames}: the seed must be >= 0 and the clip 2 frames or more")
     result = run_demo(args.output, seed=args.seed, frames=args.frames, device=args.device)
     print(f"wrote {result.video} ({result.frames} frames: input | prediction | ground truth) in {result.seconds:.1f} s")
+    if result.plot is not None:
+        print(f"wrote {result.plot} (the model's depth scale per frame, state carried vs reset)")
+    import numpy as np
+
+    for label, values in result.scales.items():
+        v = np.array(values, dtype=float)
+        v = v[np.isfinite(v)]
+        spread = float(np.std(np.log(v))) if v.size else float("nan")
+        print(f"  depth scale, state {label:8s} mean |log error| {np.mean(np.abs(np.log(v))):.3f}, "
+              f"frame-to-frame spread {spread:.3f}")
     for name, metric in METRICS.items():
         value = result.metrics.get(name)
         if value is not None:

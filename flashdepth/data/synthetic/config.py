@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
+from ...geometry import Intrinsics
 from .maths import _CLEARANCE, _check, _is_int
 from .objects import DEFAULT_KINDS, KINDS
 from .textures import DEFAULT_TEXTURES, TEXTURE_KINDS, TEXTURES
@@ -116,10 +115,11 @@ def camera_intrinsics(height: int, width: int, fov_deg: float) -> tuple[float, f
     """(fx, fy, cx, cy) of a centred pinhole with square pixels and horizontal field of view ``fov_deg``.
 
     The field of view spans the outer pixel edges; in pixel-index coordinates those lie at -0.5
-    and W - 0.5, hence the principal point (W - 1) / 2.
+    and W - 0.5, hence the principal point (W - 1) / 2 (the package's one pinhole convention,
+    :meth:`flashdepth.geometry.Intrinsics.from_fov`).
     """
-    fx = 0.5 * width / np.tan(np.radians(fov_deg) / 2)
-    return float(fx), float(fx), (width - 1) / 2.0, (height - 1) / 2.0
+    k = Intrinsics.from_fov(width, height, fov_deg)
+    return k.fx, k.fy, k.cx, k.cy
 
 
 
