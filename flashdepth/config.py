@@ -6,6 +6,8 @@ A configuration is plain data: it round-trips through :meth:`to_dict` / :func:`f
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import types
 import typing
@@ -36,16 +38,46 @@ class ViTConfig:
 
 
 @dataclass(frozen=True)
+class OutputUnit:
+    """What a model's numbers mean. Everything downstream (outputs, point clouds, viewers, the
+    evaluation's default alignment) reads these fields, never a model's name."""
+
+    name: str
+    description: str
+    inverse: bool  # True: larger is nearer (inverse depth); False: larger is farther (depth)
+    metric: bool  # True: metres (or 1/m); False: known only up to a scale and a shift
+    symbol: str  # the unit as written next to numbers
+
+
+#: The output units of the model table's rows.
+UNITS: dict[str, OutputUnit] = {u.name: u for u in (
+    OutputUnit("relative-inverse-depth", "inverse depth on the published training scale (ground-truth 1/m x 100): "
+               "relative, up to a scale and a shift", inverse=True, metric=False, symbol="100/m (relative)"),
+    OutputUnit("metric-depth", "depth along the optical axis in metres", inverse=False, metric=True, symbol="m"),
+)}
+
+
+@dataclass(frozen=True)
 class DPTConfig:
     """DPT decoder of Depth Anything V2."""
 
     features: int = 64  # "dpt_dim": width of every refinenet path
     out_channels: tuple[int, int, int, int] = (48, 96, 192, 384)
     head_hidden: int = 32  # width of output_conv2's hidden layer
+    # 0: the head ends in a ReLU and gives relative inverse depth (Depth Anything V2, FlashDepth);
+    # > 0: it ends in a sigmoid times this many metres and gives metric depth (the DAv2 metric models).
+    max_depth: float = 0.0
 
     def validate(self) -> None:
         _check(len(self.out_channels) == 4, f"dpt.out_channels={self.out_channels} must have 4 entries")
         _check(self.features % 2 == 0, f"dpt.features={self.features} must be even (output_conv1 halves it)")
+        _check(math.isfinite(self.max_depth) and self.max_depth >= 0,
+               f"dpt.max_depth={self.max_depth} must be 0 (relative inverse depth) or a depth cap in metres")
+
+    @property
+    def unit(self) -> "OutputUnit":
+        """What the head outputs (a row of :data:`UNITS`)."""
+        return UNITS["metric-depth" if self.max_depth > 0 else "relative-inverse-depth"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +165,11 @@ class ModelConfig:
     temporal: Optional[TemporalConfig] = None
     fusion: Optional[FusionConfig] = None
     input: InputConfig = field(default_factory=InputConfig)
+
+    @property
+    def unit(self) -> OutputUnit:
+        """What the model outputs (a row of :data:`UNITS`), from its head."""
+        return self.dpt.unit
 
     def validate(self) -> "ModelConfig":
         self.vit.validate()

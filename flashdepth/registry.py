@@ -8,6 +8,8 @@ only the name, a description and where the weights come from. Importing it does 
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -67,6 +69,7 @@ class ModelSpec:
     config: ModelConfig
     weights: HubFile | PackagedFile
     description: str
+    license: str = ""  # of the published weights, where their publisher states one
 
 
 _MODELS: dict[str, ModelSpec] = {
@@ -86,15 +89,26 @@ _MODELS: dict[str, ModelSpec] = {
     "depth-anything-v2-small": ModelSpec(
         ModelConfig(name="depth-anything-v2-small", vit=VIT_S, dpt=DPT_S, input=SHORT_518),
         HubFile("depth-anything/Depth-Anything-V2-Small", "depth_anything_v2_vits.pth"),
-        "Depth Anything V2 ViT-S (per frame, no temporal state)"),
+        "Depth Anything V2 ViT-S (per frame, no temporal state)", "Apache-2.0"),
     "depth-anything-v2-base": ModelSpec(
         ModelConfig(name="depth-anything-v2-base", vit=VIT_B, dpt=DPT_B, input=SHORT_518),
         HubFile("depth-anything/Depth-Anything-V2-Base", "depth_anything_v2_vitb.pth"),
-        "Depth Anything V2 ViT-B (per frame, no temporal state)"),
+        "Depth Anything V2 ViT-B (per frame, no temporal state)", "CC-BY-NC-4.0"),
     "depth-anything-v2-large": ModelSpec(
         ModelConfig(name="depth-anything-v2-large", vit=VIT_L, dpt=DPT_L, input=SHORT_518),
         HubFile("depth-anything/Depth-Anything-V2-Large", "depth_anything_v2_vitl.pth"),
-        "Depth Anything V2 ViT-L (per frame, no temporal state)"),
+        "Depth Anything V2 ViT-L (per frame, no temporal state)", "CC-BY-NC-4.0"),
+    **{f"depth-anything-v2-metric-{scene}-{size}": ModelSpec(
+        ModelConfig(name=f"depth-anything-v2-metric-{scene}-{size}", vit=vit,
+                    dpt=dataclasses.replace(dpt, max_depth=cap), input=SHORT_518),
+        HubFile(f"depth-anything/Depth-Anything-V2-Metric-{data}-{size.title()}",
+                f"depth_anything_v2_metric_{data.lower()}_{code}.pth"),
+        f"Depth Anything V2 metric {scene} ViT-{code[-1].upper()}: depth in metres up to {cap:.0f} m "
+        f"(fine-tuned on {'Hypersim' if scene == 'indoor' else 'Virtual KITTI 2'}; per frame)", licence)
+        for scene, data, cap in (("indoor", "Hypersim", 20.0), ("outdoor", "VKITTI", 80.0))
+        for size, code, vit, dpt, licence in (("small", "vits", VIT_S, DPT_S, "Apache-2.0"),
+                                              ("base", "vitb", VIT_B, DPT_B, "CC-BY-NC-4.0"),
+                                              ("large", "vitl", VIT_L, DPT_L, "CC-BY-NC-4.0"))},
     "flashdepth-tiny-synthetic": ModelSpec(
         ModelConfig(name="flashdepth-tiny-synthetic", vit=VIT_TINY, dpt=DPT_TINY, temporal=TEMPORAL_TINY,
                     input=NATIVE_EVAL),

@@ -16,6 +16,9 @@ VARIANTS = {
     "depth-anything-v2-small": "dav2-vits",
     "depth-anything-v2-base": "dav2-vitb",
     "depth-anything-v2-large": "dav2-vitl",
+    # The metric models keep the relative models' layout: only the head's last activation differs.
+    **{f"depth-anything-v2-metric-{scene}-{size}": f"dav2-vit{size[0]}" for scene in ("indoor", "outdoor")
+       for size in ("small", "base", "large")},
 }
 
 

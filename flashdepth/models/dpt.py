@@ -75,8 +75,11 @@ class DPTHead(nn.Module):
             nn.Conv2d(f // 2, cfg.head_hidden, 3, padding=1),
             nn.ReLU(),
             nn.Conv2d(cfg.head_hidden, 1, 1),
-            nn.ReLU(),
+            # The metric models end in a sigmoid (times max_depth, in head()); no parameters either
+            # way, so both load the same checkpoint layout.
+            nn.Sigmoid() if cfg.max_depth > 0 else nn.ReLU(),
         )
+        self.max_depth = cfg.max_depth
         self.fused = use_fast_path(self.fast_path_op)
 
     @property
@@ -129,9 +132,11 @@ class DPTHead(nn.Module):
         return block(path, levels[k], size=levels[k - 1].shape[-2:])  # (B, f, 2^(4-k) ph, ...)
 
     def head(self, path_1: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """path_1 (B, f, h1, w1) -> non-negative depth (B, height, width)."""
+        """path_1 (B, f, h1, w1) -> (B, height, width): non-negative relative inverse depth, or metric
+        depth in (0, max_depth) metres for a metric head."""
         out = self.scratch.output_conv1(path_1)  # (B, f/2, h1, w1)
         out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=True)
         # output_conv2 ends in a ReLU; the published forward applies ReLU (and a clamp at 0) once
         # more, which on a ReLU's output is the identity.
-        return self.scratch.output_conv2(out).squeeze(1)  # (B, H, W)
+        out = self.scratch.output_conv2(out).squeeze(1)  # (B, H, W)
+        return out * self.max_depth if self.max_depth > 0 else out

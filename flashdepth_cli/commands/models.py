@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 HELP = "list the model variants and where their weights come from"
-DESCRIPTION = "The registered models, with a description and the file their weights are downloaded from."
+DESCRIPTION = ("The registered models: a description, what they output (relative inverse depth or metres), the "
+               "licence of their weights where the publisher states one, and the file the weights come from.")
 EXAMPLES = """\
   flashdepth models
   flashdepth run video.mp4 -o out/ --model flashdepth-s"""
@@ -20,5 +21,7 @@ def main(args: argparse.Namespace) -> int:
 
     for name in list_models():
         spec = get_spec(name)
-        print(f"{name:26s} {spec.description}  [{spec.weights.location}]")
+        unit = spec.config.unit
+        licence = f", weights {spec.license}" if spec.license else ""
+        print(f"{name:38s} {spec.description}  (output: {unit.symbol}{licence})  [{spec.weights.location}]")
     return 0
