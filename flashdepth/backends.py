@@ -1,9 +1,9 @@
 """The one table of execution backends: how a loaded model is run.
 
-A backend turns a :class:`~flashdepth.FlashDepth` into a runner called exactly like the model,
-``depth, state = runner(frame, state)``, with ``config`` and ``min_input_size()``, so that
-:class:`~flashdepth.session.DepthSession`, ``flashdepth run`` and ``flashdepth bench`` drive
-every backend the same way.
+A backend turns a :class:`~flashdepth.FlashDepth` into a :class:`~flashdepth.models.Runner` (called
+exactly like the model), so that :class:`~flashdepth.session.DepthSession`, ``flashdepth run`` and
+``flashdepth bench`` drive every backend the same way. The graph backends are built from the table of graph runtimes
+(:data:`flashdepth.export.GRAPH_RUNTIMES`): one row each, plus ``<name>-int8`` where it applies.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .errors import UnknownNameError, require_modules
+from .export.runtimes import GRAPH_RUNTIMES, GraphRuntime
 
 if TYPE_CHECKING:  # the table is read by the command line, which must start without torch
     import torch
+
+    from .models import Runner, StreamState
 
 
 @dataclass(frozen=True)
@@ -22,27 +25,37 @@ class Backend:
     name: str
     description: str
     #: (model, processing size (H, W), device) -> runner
-    create: Callable[["torch.nn.Module", tuple[int, int], "torch.device"], object]
+    create: Callable[["torch.nn.Module", tuple[int, int], "torch.device"], "Runner"]
     needs: tuple[tuple[str, str, str], ...] = ()  # (module, pip package, flashdepth extra)
+    runtime: Optional[str] = None  # the row of flashdepth.export.GRAPH_RUNTIMES that runs the graph, if any
+    int8: bool = False  # exports with dynamic int8 matrix multiplies
 
     def check(self) -> None:
         require_modules(f"the {self.name!r} backend", self.needs)
 
 
-def _eager(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
+def _eager(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
     return model.to(device)
 
 
 class CompiledRunner:
-    """A model whose tensor computation (:meth:`FlashDepth.run_frames`) is compiled once per frame
-    size; the checks and the stream's frame count stay in Python, outside the graph, so streaming
-    never recompiles."""
+    """A :class:`~flashdepth.models.Runner`: a model whose tensor computation
+    (:meth:`FlashDepth.run_frames`) is compiled once per frame size; the checks and the stream's
+    frame count stay in Python, outside the graph, so streaming never recompiles.
+
+    ``mode="reduce-overhead"`` replays the step as a CUDA graph whose outputs live in the graph's
+    own memory: the next replay (and, with torch's cudagraph trees, the warm-up of another graph,
+    such as frame 2's with a state after frame 1's without) overwrites them. So in that mode the
+    depth and the state are copied out before they are returned (``copy_out``, decided here once):
+    what a call returns is the caller's, and the state fed back in is never graph-owned memory.
+    """
 
     def __init__(self, model: "torch.nn.Module", mode: Optional[str] = None):
         import torch
 
         self.model = model
         self.config = model.config
+        self.copy_out = mode == "reduce-overhead"
         self.compiled = torch.compile(model.run_frames, mode=mode, dynamic=False)
 
     def min_input_size(self) -> int:
@@ -56,51 +69,68 @@ class CompiledRunner:
         self.model.eval()
         return self
 
-    def __call__(self, frame: "torch.Tensor", state=None):
+    def __call__(self, frame: "torch.Tensor", state: Optional["StreamState"] = None
+                 ) -> tuple["torch.Tensor", Optional["StreamState"]]:
+        import torch
+
         from .models import StreamState
 
         video = frame[:, None]  # (B, 1, 3, H, W)
         self.model.check_stream(video, state)
-        depth, ssm = self.compiled(video, None if state is None else state.ssm)
-        new_state = None if ssm is None else StreamState(ssm, (0 if state is None else state.frames) + 1)
-        return depth[:, 0], new_state
+        if self.copy_out:
+            # a new step: outputs of earlier replays may be reused (ours were copied out below)
+            torch.compiler.cudagraph_mark_step_begin()
+        depth, ssm = self.compiled(video, None if state is None else state.ssm)  # (B, 1, H, W), k x (B, h, p, n)
+        depth = depth[:, 0]  # (B, H, W)
+        if self.copy_out:
+            depth = depth.clone()
+            ssm = None if ssm is None else tuple(s.clone() for s in ssm)
+        return depth, StreamState.advance(state, ssm)
 
 
-def _compiled(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
+def _compiled(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
     return CompiledRunner(model.to(device))
 
 
-def _compiled_graphs(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
+def _compiled_graphs(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
     # On CUDA, "reduce-overhead" replays the per-frame step as a CUDA graph (static input and
-    # state buffers, one launch per frame); elsewhere it is plain compilation.
+    # state buffers, one launch per frame; outputs copied out, see CompiledRunner); elsewhere it is
+    # plain compilation.
     return CompiledRunner(model.to(device), mode="reduce-overhead")
 
 
-def _graph_engine(engine: str, int8: bool = False):
-    def create(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
+def _graph_backend(runtime: str, int8: bool = False):
+    def create(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
         from .export import OnnxRunner
 
-        return OnnxRunner.from_model(model.to("cpu"), engine, device, int8=int8)  # exports on the first frame of each size
+        return OnnxRunner.from_model(model.to("cpu"), runtime, device, int8=int8)  # exports on the first frame of each size
     return create
 
 
-#: what exporting a graph needs (flashdepth.export.export_onnx)
-EXPORT_NEEDS = (("onnx", "onnx", "onnx"), ("onnxscript", "onnxscript", "onnx"))
-_ORT_NEEDS = EXPORT_NEEDS + (("onnxruntime", "onnxruntime", "onnx"),)
+def _graph_rows(runtime: GraphRuntime) -> tuple[Backend, ...]:
+    """The backends of a graph runtime: export on the fly and run there (and, where the runtime runs
+    quantised graphs well, the same with dynamic int8 matrix multiplies)."""
+    rows = (Backend(runtime.name, f"the model exported to ONNX (once per frame size) and run by {runtime.description}",
+                    _graph_backend(runtime.name), runtime.export_needs, runtime=runtime.name),)
+    if runtime.int8:
+        rows += (Backend(f"{runtime.name}-int8", f"as {runtime.name}, with dynamic int8 matrix multiplies (CPU; faster, "
+                         "less accurate: docs/performance.md)", _graph_backend(runtime.name, int8=True),
+                         runtime.export_needs, runtime=runtime.name, int8=True),)
+    return rows
+
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "PyTorch eager, the model's fast paths", _eager),
     Backend("compile", "torch.compile (Inductor): compiled once per frame size, faster frames after", _compiled),
     Backend("cudagraphs", "torch.compile with CUDA graphs (mode reduce-overhead): the per-frame step as one "
             "graph launch on CUDA", _compiled_graphs),
-    Backend("onnxruntime", "the model exported to ONNX (once per frame size) and run by ONNX Runtime",
-            _graph_engine("onnxruntime"), _ORT_NEEDS),
-    Backend("onnxruntime-int8", "as onnxruntime, with dynamic int8 matrix multiplies (CPU; faster, less accurate: "
-            "docs/performance.md)", _graph_engine("onnxruntime", int8=True), _ORT_NEEDS),
-    Backend("openvino", "the model exported to ONNX (once per frame size) and run by OpenVINO on the CPU",
-            _graph_engine("openvino"), (("onnx", "onnx", "openvino"), ("onnxscript", "onnxscript", "openvino"),
-                                        ("openvino", "openvino", "openvino"))),
+    *(row for runtime in GRAPH_RUNTIMES.values() for row in _graph_rows(runtime)),
 )}
+
+
+def graph_file_backends() -> list[str]:
+    """The backends that run a graph file as it was written (on their runtime, no export)."""
+    return [b.name for b in BACKENDS.values() if b.runtime is not None and not b.int8]
 
 
 def get_backend(name: str) -> Backend:

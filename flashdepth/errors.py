@@ -140,6 +140,15 @@ class GraphFileError(ExportError):
         super().__init__(f"{problem}; write one with flashdepth.export.export_onnx")
 
 
+class GraphOptionError(ExportError):
+    """An option that a graph file fixes by itself (its model, size or runtime) was given a value it
+    cannot honour; ``option`` is the parameter's name, ``reason`` says why and what to do."""
+
+    def __init__(self, option: str, value: object, reason: str):
+        self.option, self.value, self.reason = option, value, reason
+        super().__init__(f"{option}={value!r} {reason}")
+
+
 class DatasetFormatError(FlashDepthError, ValueError):
     """A sequence or dataset folder does not follow the format, or a source dataset is not in
     its expected layout."""

@@ -136,6 +136,12 @@ class SessionSpec:
 
     ``flashdepth run`` opens one; ``flashdepth batch`` sends this (it pickles) to every worker,
     which opens its own, so both load and run the model the same way.
+
+    A ``checkpoint`` ending in ``.onnx`` is a graph written by :func:`flashdepth.export.export_onnx`:
+    it holds its model and its frame size, so ``resolution`` must be left unset, ``model`` unset or
+    the graph's own variant, and ``backend`` unset (the first graph runtime, ``onnxruntime``) or a
+    backend that runs graph files (:func:`flashdepth.backends.graph_file_backends`); anything else is
+    a :class:`~flashdepth.errors.GraphOptionError` instead of being ignored.
     """
 
     model: Optional[str] = None  # a registered name; the variant to build from ``checkpoint``
@@ -143,32 +149,62 @@ class SessionSpec:
     device: Optional[str] = None
     precision: Optional[str] = None
     resolution: Optional[int] = None
-    backend: str = "torch"  # a row of flashdepth.backends.BACKENDS
+    backend: Optional[str] = None  # a row of flashdepth.backends.BACKENDS (None: torch; for a graph file, its runtime)
 
     @property
     def weights(self) -> str:
         """What :func:`flashdepth.load_model` is given: the file, else the name (FlashDepth by default)."""
         return self.checkpoint or self.model or "flashdepth"
 
-    def open(self, device: Optional[str] = None) -> DepthSession:
+    @property
+    def is_graph(self) -> bool:
+        """Whether ``checkpoint`` is an exported graph (a ``.onnx`` file) rather than weights."""
+        return bool(self.checkpoint) and str(self.checkpoint).endswith(".onnx")
+
+    def open(self, device: Optional[str] = None, frame_size: Optional[tuple[int, int]] = None) -> DepthSession:
         """Load the model and open a session on ``device`` (default: this spec's device).
 
-        A ``checkpoint`` ending in ``.onnx`` is a graph written by :func:`flashdepth.export.export_onnx`,
-        run by ``backend`` (``onnxruntime`` unless ``openvino`` is asked)."""
+        ``frame_size``: (H, W) of the stream's frames, when known before the first frame. A backend
+        whose runner prepares per size (``prepare(batch, h, w)``: the graph backends export and load
+        their graph) does it now, so the first frame costs what the others do and a progress display
+        or a timing started after ``open`` does not count the export as a frame."""
         from .backends import get_backend
 
         device = device or self.device
-        if self.checkpoint and str(self.checkpoint).endswith(".onnx"):
-            from .export import ENGINES, OnnxRunner
-
-            engine = self.backend if self.backend in ENGINES else "onnxruntime"
-            runner = OnnxRunner.from_file(self.checkpoint, engine, resolve_device(device))
-            return DepthSession(runner, device=device, precision=self.precision, size=runner.fixed.size)
+        if self.is_graph:
+            return self._open_graph(device)
         from .weights import load_model
 
-        backend = get_backend(self.backend)  # an unknown name or a missing extra fails before loading
+        backend = get_backend(self.backend or "torch")  # an unknown name or a missing extra fails before loading
         model = load_model(self.weights, variant=self.model)
         session = DepthSession(model, device=device, precision=self.precision, resolution=self.resolution)
-        if backend.name != "torch":
-            session.model = backend.create(session.model, None, session.device)
+        session.model = backend.create(session.model, None, session.device)  # torch: the model as placed
+        prepare = getattr(session.model, "prepare", None)
+        if frame_size is not None and prepare is not None:
+            prepare(1, *model_processing_size(model.config, *frame_size, self.resolution))
         return session
+
+    def _open_graph(self, device: Optional[str]) -> DepthSession:
+        from .backends import BACKENDS, graph_file_backends
+        from .errors import GraphOptionError, UnknownNameError
+        from .export import OnnxRunner, read_metadata
+
+        path = str(self.checkpoint)
+        runners = graph_file_backends()
+        name = self.backend or runners[0]
+        if name not in BACKENDS:
+            raise UnknownNameError("backend", name, list(BACKENDS))
+        if name not in runners:
+            raise GraphOptionError("backend", name, f"cannot run the graph file {path}; the backends that run graph "
+                                   f"files are: {', '.join(runners)}")
+        graph = read_metadata(path)  # GraphFileError if it is not one of ours
+        h, w = graph.size
+        if self.resolution is not None:
+            raise GraphOptionError("resolution", self.resolution, f"does not apply to the graph file {path}: it takes "
+                                   f"frames at its exported size {h}x{w}; leave it unset, or export a graph at "
+                                   "the size wanted")
+        if self.model is not None and self.model != graph.config.name:
+            raise GraphOptionError("model", self.model, f"does not match the graph file {path}, which holds "
+                                   f"{graph.config.name}; leave it unset, or give a graph of {self.model}")
+        runner = OnnxRunner(BACKENDS[name].runtime, resolve_device(device), graph=graph)
+        return DepthSession(runner, device=device, precision=self.precision, size=graph.size)

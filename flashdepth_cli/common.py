@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from flashdepth.backends import BACKENDS
+from flashdepth.backends import BACKENDS, graph_file_backends
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
-                               MissingIndexError, OutputExistsError, ServeAddressError, UnknownModelError,
+                               GraphOptionError, MissingIndexError, OutputExistsError, ServeAddressError, UnknownModelError,
                                UnknownNameError)
 from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH
 from flashdepth.io.colormap import COLORMAPS
@@ -29,7 +29,7 @@ class UsageError(FlashDepthError):
 
 #: the library's parameter names -> the command line's flags, for error messages
 _FLAG_OF_KIND = {"output": "--save", "colour map": "--colormap", "model": "--model", "dataset": "DATASET",
-                 "backend": "--backend", "engine": "--engine"}
+                 "backend": "--backend", "graph runtime": "--backend", "engine": "--engine"}
 
 
 def cli_message(e: BaseException) -> str:
@@ -42,6 +42,8 @@ def cli_message(e: BaseException) -> str:
         return f"--serve {e.host}:{e.port}: cannot serve there ({e.reason}); choose another port (--serve 0 picks a free one)"
     if isinstance(e, GraphFileError):
         return f"{e.problem}; write one with `flashdepth export onnx --model NAME --size HxW -o FILE.onnx`"
+    if isinstance(e, GraphOptionError):  # the spec's fields are the flags of the same names
+        return f"--{e.option} {e.value} {e.reason}"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:
@@ -73,9 +75,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "same camera with the same settings, whose decoder configuration rebuilds the frames")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--reset-on-cut", action="store_true", help="reset the stream state at detected shot cuts")
-    p.add_argument("--backend", default="torch", choices=list(BACKENDS), metavar="NAME",
+    p.add_argument("--backend", choices=list(BACKENDS), metavar="NAME",
                    help="how the model runs: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
-                   + " (default: torch). With --checkpoint FILE.onnx, an exported graph runs on onnxruntime or openvino")
+                   + f" (default: torch). With --checkpoint FILE.onnx, an exported graph runs on "
+                   f"{' or '.join(graph_file_backends())} (default {graph_file_backends()[0]})")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     three_d = p.add_argument_group("3D outputs (ply, rerun) and viewers")

@@ -19,7 +19,8 @@ PARTS = {
     "registry": (3, ("flashdepth.registry", "flashdepth.weights")),
     "preprocess": (3, ("flashdepth.preprocess",)),
     "session": (4, ("flashdepth.session",)),
-    "backends": (3, ("flashdepth.backends", "flashdepth.export")),
+    "export": (3, ("flashdepth.export",)),
+    "backends": (3.5, ("flashdepth.backends",)),  # above export (its graph rows), below session (which opens one)
     "io": (4, ("flashdepth.io",)),
     "data": (4, ("flashdepth.data",)),
     "metrics": (4, ("flashdepth.metrics",)),

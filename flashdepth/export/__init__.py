@@ -8,10 +8,33 @@
 The graph is a pure function of its inputs: a caller in C++, in a browser or in TensorRT keeps
 the state (``state_out_i`` of one frame is ``state_in_i`` of the next) and needs nothing else
 than the graph's metadata (see :data:`METADATA_KEYS` and docs/export.md).
+
+The table of runtimes (:data:`GRAPH_RUNTIMES`, :mod:`flashdepth.export.runtimes`) imports
+without torch; the graph and the runner load torch on first use.
 """
 
-from .graph import METADATA_KEYS, ExportedGraph, StepGraph, export_onnx, read_metadata, state_shapes
-from .runtime import ENGINES, OnnxRunner
+from __future__ import annotations
 
-__all__ = ["ENGINES", "METADATA_KEYS", "ExportedGraph", "OnnxRunner", "StepGraph", "export_onnx", "read_metadata",
-           "state_shapes"]
+import importlib
+from typing import Any
+
+from .runtimes import EXPORT_NEEDS, GRAPH_RUNTIMES, GraphRuntime, get_runtime
+
+_LAZY = {
+    "METADATA_KEYS": "graph", "ExportedGraph": "graph", "StepGraph": "graph", "export_onnx": "graph",
+    "read_metadata": "graph", "state_shapes": "graph", "OnnxRunner": "runtime",
+}
+
+__all__ = ["EXPORT_NEEDS", "GRAPH_RUNTIMES", "GraphRuntime", "get_runtime", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

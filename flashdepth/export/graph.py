@@ -10,7 +10,9 @@ Per-frame models (Depth Anything V2) have ``frame`` -> ``depth`` only.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +22,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, from_dict
-from ..backends import EXPORT_NEEDS
-from ..errors import ExportError, GraphFileError, require_modules
+from ..errors import ConfigError, ExportError, GraphFileError, require_modules
+from .runtimes import EXPORT_NEEDS
 
 #: metadata_props of every exported graph (all values are strings; lists and dicts are JSON)
 METADATA_KEYS = {
@@ -37,7 +39,17 @@ METADATA_KEYS = {
     "flashdepth.precision": "fp32; fp16 (float16 compute inside; inputs and outputs stay float32); int8 (dynamic "
                             "int8 matrix multiplies)",
     "flashdepth.output": "what depth holds",
+    "flashdepth.input_layout": "how frame is laid out: NCHW (batch, channel, height, width)",
+    "flashdepth.channel_order": "the order of frame's 3 channels: RGB",
+    "flashdepth.input_range": "the range pixels are scaled to before input_mean and input_std: [0, 1] (8-bit values "
+                              "divided by 255), so frame = (pixels / 255 - input_mean) / input_std",
+    "flashdepth.state_feedback": "JSON {state_out_i: state_in_i}: each output feeds the input of the same index on the "
+                                 "next frame; all-zero state inputs start a stream",
 }
+
+#: keys added after the first graphs were written: documented, written, not required when reading
+_ADDED_LATER = frozenset({"flashdepth.input_layout", "flashdepth.channel_order", "flashdepth.input_range",
+                          "flashdepth.state_feedback"})
 
 OPSET = 18
 
@@ -130,7 +142,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
         dynamic_shapes = ({0: b}, tuple({0: b} for _ in states))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), _quiet_exporter_log(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
         try:
             program = torch.onnx.export(StepGraph(model, dtype).eval(), (frame, *states), dynamo=True,
@@ -153,6 +165,10 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
         "flashdepth.precision": "fp16" if fp16 else "int8" if int8 else "fp32",
         "flashdepth.output": "inverse depth (disparity) on the model's scale (published weights: about 100 / metres); "
                              "0 at the sky",
+        "flashdepth.input_layout": "NCHW",
+        "flashdepth.channel_order": "RGB",
+        "flashdepth.input_range": "[0, 1]",
+        "flashdepth.state_feedback": json.dumps({f"state_out_{i}": f"state_in_{i}" for i in range(len(shapes))}),
     }
     assert set(meta) == set(METADATA_KEYS)
     del proto.metadata_props[:]
@@ -163,6 +179,28 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
     if int8:
         _quantize_int8(path, meta)
     return read_metadata(path)
+
+
+#: the exporter's logger, and what it says on every export that concerns no flashdepth graph
+_EXPORTER_LOGGER = "torch.onnx._internal.exporter._registration"
+_EXPORTER_NOISE = "torchvision is not installed"
+
+
+@contextlib.contextmanager
+def _quiet_exporter_log():
+    """Drop the exporter's "torchvision is not installed. Skipping torchvision::nms" lines (four per
+    export: it registers torchvision's detection ops, which no depth graph uses); anything else it
+    logs still shows."""
+    logger = logging.getLogger(_EXPORTER_LOGGER)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_EXPORTER_NOISE)
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _quantize_int8(path: Path, meta: dict[str, str]) -> None:
@@ -195,21 +233,143 @@ def _copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return copy.to(dtype).eval().requires_grad_(False)
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
 def read_metadata(path: str | Path) -> ExportedGraph:
-    """The description of an exported graph, from its metadata alone."""
+    """The description of an exported graph, from its metadata, checked against the graph itself.
+
+    Anything that is not a graph written by :func:`export_onnx` -- not ONNX at all, cut short,
+    metadata that is not JSON or contradicts the configuration, a graph whose inputs and outputs
+    are not the ones the metadata describes, external data outside the graph's folder -- is a
+    :class:`~flashdepth.errors.GraphFileError` saying what is wrong, before any runtime sees it.
+    """
     require_modules("reading an ONNX graph", EXPORT_NEEDS[:1])
     import onnx
 
     path = Path(path)
     if not path.is_file():
         raise GraphFileError(path, f"no ONNX graph at {path}")
-    proto = onnx.load_model(str(path), load_external_data=False)
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends: not ONNX, or cut short
+        raise GraphFileError(path, f"{path} is not a readable ONNX graph (damaged or not ONNX: "
+                                   f"{type(e).__name__})") from None
     meta = {p.key: p.value for p in proto.metadata_props}
-    missing = [k for k in METADATA_KEYS if k not in meta]
+    missing = [k for k in METADATA_KEYS if k not in meta and k not in _ADDED_LATER]
     if missing:
         raise GraphFileError(path, f"{path} was not written by flashdepth (metadata {', '.join(missing)} missing)")
-    config = from_dict(ModelConfig, json.loads(meta["flashdepth.config"]), "flashdepth.config").validate()
-    batch = None if meta["flashdepth.batch"] == "dynamic" else int(meta["flashdepth.batch"])
-    return ExportedGraph(path, config, tuple(json.loads(meta["flashdepth.input_size"])), batch,
-                         tuple(tuple(s) for s in json.loads(meta["flashdepth.state_shapes"])),
+    graph = _parse_metadata(path, meta)
+    _check_structure(path, proto, graph)
+    return graph
+
+
+def _bad(path: Path, key: str, problem: str) -> GraphFileError:
+    return GraphFileError(path, f"{path}: metadata {key} {problem}")
+
+
+def _json(path: Path, meta: dict[str, str], key: str):
+    try:
+        return json.loads(meta[key])
+    except ValueError:
+        raise _bad(path, key, f"is not JSON ({_short(meta[key])})") from None
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _is_int(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _parse_metadata(path: Path, meta: dict[str, str]) -> ExportedGraph:
+    try:
+        config = from_dict(ModelConfig, _json(path, meta, "flashdepth.config"), "flashdepth.config.").validate()
+    except ConfigError as e:
+        raise _bad(path, "flashdepth.config", f"is not a valid model configuration ({e})") from None
+    except (TypeError, ValueError) as e:
+        raise _bad(path, "flashdepth.config", f"is not a valid model configuration ({type(e).__name__}: {e})") from None
+    patch = config.vit.patch_size
+    if meta["flashdepth.patch_size"] != str(patch):
+        raise _bad(path, "flashdepth.patch_size", f"is {_short(meta['flashdepth.patch_size'])} but the configuration's "
+                                                  f"patch is {patch}")
+    size = _json(path, meta, "flashdepth.input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v, 1) and v % patch == 0 for v in size)):
+        raise _bad(path, "flashdepth.input_size", f"is {_short(meta['flashdepth.input_size'])}, not [H, W] with "
+                                                  f"positive multiples of the {patch}-pixel patch")
+    batch_text = meta["flashdepth.batch"]
+    batch = None if batch_text == "dynamic" else int(batch_text) if batch_text.isdigit() else 0
+    if batch == 0:
+        raise _bad(path, "flashdepth.batch", f"is {_short(batch_text)}, not a positive whole number or \"dynamic\"")
+    shapes = _json(path, meta, "flashdepth.state_shapes")
+    expected = [list(s) for s in state_shapes(config, batch or 0)]
+    if shapes != expected:
+        raise _bad(path, "flashdepth.state_shapes", f"is {_short(meta['flashdepth.state_shapes'], 60)} but the "
+                                                    f"configuration's state is {json.dumps(expected)}")
+    for key, values in (("flashdepth.input_mean", config.input.mean), ("flashdepth.input_std", config.input.std)):
+        if _json(path, meta, key) != list(values):
+            raise _bad(path, key, f"is {_short(meta[key])} but the configuration's is {list(values)}")
+    if meta["flashdepth.precision"] not in PRECISIONS:
+        raise _bad(path, "flashdepth.precision", f"is {_short(meta['flashdepth.precision'])}, not one of "
+                                                 f"{', '.join(PRECISIONS)}")
+    return ExportedGraph(path, config, (size[0], size[1]), batch, tuple(tuple(s) for s in shapes),
                          meta["flashdepth.precision"])
+
+
+def _declared(value_info) -> Optional[list]:
+    """The declared dims of a graph input or output: ints, or None where a dim is symbolic."""
+    tensor = value_info.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+
+
+def _check_structure(path: Path, proto, graph: ExportedGraph) -> None:
+    """The graph's inputs, outputs and external data agree with its metadata."""
+    import onnx
+
+    initialised = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in initialised]
+    names = ([i.name for i in inputs], [o.name for o in proto.graph.output])
+    if names != (graph.input_names, graph.output_names):
+        raise GraphFileError(path, f"{path}'s inputs {names[0]} and outputs {names[1]} are not those its metadata "
+                                   f"describes ({graph.input_names} -> {graph.output_names}): the metadata belongs to "
+                                   "another graph")
+    b = graph.batch
+    h, w = graph.size
+    wanted = {"frame": [b, 3, h, w], "depth": [b, h, w]}
+    wanted.update({f"state_{d}_{i}": [b, *s[1:]] for i, s in enumerate(graph.state_shapes) for d in ("in", "out")})
+    for value in [*inputs, *proto.graph.output]:
+        dims, want = _declared(value), wanted[value.name]
+        if dims is None or len(dims) != len(want) or any(d is not None and x is not None and d != x
+                                                          for d, x in zip(dims, want)):
+            raise GraphFileError(path, f"{path}: {value.name} is declared {dims} but the metadata says "
+                                       f"{[x if x is not None else 'B' for x in want]}: the metadata does not "
+                                       "describe this graph")
+    folder = path.parent.resolve()
+    for tensor in _tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise GraphFileError(path, f"{path}: tensor {tensor.name} keeps its data at {_short(location, 60)}, outside "
+                                       "the graph's folder; a graph's external data must sit beside it")
+        if not target.is_file():
+            raise GraphFileError(path, f"{path}: tensor {tensor.name}'s external data {location} is missing")
+
+
+def _tensors(graph):
+    """Every tensor a graph holds: initialisers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for sub in attribute.graphs:
+                yield from _tensors(sub)

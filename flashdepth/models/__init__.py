@@ -1,3 +1,3 @@
-from .flashdepth import FlashDepth, StreamState
+from .flashdepth import FlashDepth, Runner, StreamState
 
-__all__ = ["FlashDepth", "StreamState"]
+__all__ = ["FlashDepth", "Runner", "StreamState"]

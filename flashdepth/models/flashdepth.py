@@ -11,7 +11,7 @@ stream, and the module itself keeps nothing between calls, so one model can serv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,42 @@ class StreamState:
 
     def to(self, device: torch.device | str) -> "StreamState":
         return StreamState(tuple(s.to(device) for s in self.ssm), self.frames)
+
+    @staticmethod
+    def advance(state: Optional["StreamState"], ssm: Optional[tuple[torch.Tensor, ...]], frames: int = 1
+                ) -> Optional["StreamState"]:
+        """The state after ``frames`` more frames of the stream that carried ``state`` (None: a new
+        stream): ``ssm`` the new SSM tensors. None when ``ssm`` is None (per-frame models carry
+        nothing). The one place the frame count is kept, for the model and every runner."""
+        if ssm is None:
+            return None
+        return StreamState(tuple(ssm), (0 if state is None else state.frames) + int(frames))
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """The runner contract: what :class:`~flashdepth.DepthSession`, ``flashdepth run`` and
+    ``flashdepth bench`` drive. :class:`FlashDepth` itself, ``flashdepth.backends.CompiledRunner``
+    and ``flashdepth.export.OnnxRunner`` follow it.
+
+    ``depth, state = runner(frame, state)``: frame (B, 3, H, W) normalised, ``state=None`` starts a
+    stream; depth (B, H, W) and the state for the next frame (None for per-frame models), counted
+    with :meth:`StreamState.advance`. What a call returns is the caller's: a runner never hands out
+    memory it will overwrite on the next call. A runner whose first frame of a size costs more (an
+    export) may also offer ``prepare(batch, h, w)``, which :meth:`SessionSpec.open` calls when the
+    frame size is known in advance.
+    """
+
+    config: ModelConfig
+
+    def __call__(self, frame: torch.Tensor, state: Optional[StreamState] = None
+                 ) -> tuple[torch.Tensor, Optional[StreamState]]: ...
+
+    def min_input_size(self) -> int: ...
+
+    def to(self, device) -> "Runner": ...
+
+    def eval(self) -> "Runner": ...
 
 
 class Teacher(nn.Module):
@@ -154,9 +190,7 @@ class FlashDepth(nn.Module):
         """
         self.check_stream(video, state)
         depth, ssm = self.run_frames(video, None if state is None else state.ssm)
-        if ssm is None:
-            return depth, None
-        return depth, StreamState(ssm, (0 if state is None else state.frames) + video.shape[1])
+        return depth, StreamState.advance(state, ssm, video.shape[1])
 
     def check_stream(self, video: torch.Tensor, state: Optional[StreamState]) -> None:
         """The input checks of :meth:`forward_sequence` (clear errors before any computation)."""

@@ -12,11 +12,13 @@ from ..common import UsageError, parse_size
 FORMATS = ("onnx",)
 HELP = "export a model to ONNX (frame and stream state in, depth and the next state out)"
 DESCRIPTION = """\
-Writes one graph for one frame step. Inputs: frame float32 (B, 3, H, W), ImageNet-normalised RGB;
+Writes one graph for one frame step. Inputs: frame float32 (B, 3, H, W), RGB pixels scaled to
+[0, 1] (8-bit / 255), then ImageNet-normalised;
 for the streaming models also state_in_0..state_in_{k-1}. Outputs: depth float32 (B, H, W) and
 state_out_0..state_out_{k-1}: feed each frame's state_out_i as the next frame's state_in_i; all-zero
-states start a stream. The graph's metadata records the variant, patch size, normalisation and
-state shapes. TensorRT builds an engine from the same file (docs/export.md)."""
+states start a stream. The graph's metadata records the variant, patch size, normalisation, layout,
+channel order, state shapes and which output feeds which input. TensorRT builds an engine from the
+same file (docs/export.md)."""
 EXAMPLES = """\
   flashdepth export onnx --model flashdepth-s --size 518x924 -o flashdepth-s.onnx --verify 2
   flashdepth export onnx --model flashdepth-l --checkpoint my.pth --size 518x924 --dynamic -o l.onnx
