@@ -14,10 +14,14 @@ import numpy as np
 import torch
 
 from .device import autocast, resolve_device, resolve_precision
-from .errors import FrameSizeChangedError, InputShapeError
+from .errors import FrameSizeChangedError, InputShapeError, InputValueError, NonFiniteOutputError
 from .preprocess import model_processing_size, normalise, resize_depth, to_float_rgb
 
 FrameLike = Union[np.ndarray, torch.Tensor]
+
+#: a float frame whose largest value is above this is refused: it is a [0, 255] frame, not [0, 1]
+#: (the margin lets through the small overshoot of a user's own resampling)
+FLOAT_PIXEL_LIMIT = 1.5
 
 
 class PinnedStaging:
@@ -82,19 +86,47 @@ class DepthSession:
         self.frames = 0
 
     def _as_tensor(self, frame: FrameLike) -> torch.Tensor:
+        """A frame -> (3, H, W) float32 in [0, 1] on the device, after the checks of its values.
+
+        Float frames are checked where they are (on the host for numpy and CPU tensors): a frame
+        with NaN/Inf pixels, or with values above 1.5 (a [0, 255] frame given as float), is
+        refused before the model runs, so the stream state stays as it was.
+        """
         if isinstance(frame, np.ndarray):
             if frame.dtype == np.uint16:
                 frame = frame.astype(np.int32)
+            elif frame.dtype == np.float64:
+                frame = frame.astype(np.float32)  # on the host: MPS has no float64, and half the bytes cross
             elif not frame.flags.writeable:
                 frame = frame.copy()  # torch cannot wrap read-only arrays (e.g. from PIL)
             frame = torch.from_numpy(np.ascontiguousarray(frame))
         elif not isinstance(frame, torch.Tensor):
-            raise InputShapeError(f"expected a numpy array or a torch tensor frame, got {type(frame).__name__}")
+            raise InputValueError(f"expected a numpy array or a torch tensor frame, got {type(frame).__name__}")
+        elif frame.dtype == torch.float64:
+            frame = frame.float()
         if frame.dim() == 3 and frame.shape[0] in (1, 3) and frame.shape[-1] not in (1, 3, 4):
             frame = frame.permute(1, 2, 0)  # (C, H, W) tensors -> (H, W, C)
+        if frame.numel() == 0:
+            raise InputShapeError(f"frame {self.frames} is empty (shape {tuple(frame.shape)}); pass an (H, W, 3) image")
+        if frame.dtype.is_floating_point:
+            self._check_pixels(frame)
         # Raw pixels (uint8: 4x smaller than float) cross to the GPU through pinned memory,
         # asynchronously; conversion and resizing then run on the device.
         return to_float_rgb(self.staging.to_device(frame) if self.staging is not None else frame.to(self.device))
+
+    def _check_pixels(self, frame: torch.Tensor) -> None:
+        """Refuse non-finite and [0, 255] float frames (host-side for host frames; a frame already
+        on a GPU costs one synchronisation)."""
+        finite = torch.isfinite(frame)  # (H, W, C)
+        if not bool(finite.all()):
+            raise InputValueError(
+                f"frame {self.frames} holds {int((~finite).sum())} non-finite pixel value(s) (NaN/Inf); it was "
+                "refused and the stream state is unchanged: replace them (e.g. numpy.nan_to_num) or skip the frame")
+        top = float(frame.amax())
+        if top > FLOAT_PIXEL_LIMIT:
+            raise InputValueError(
+                f"frame {self.frames} is a float image with values up to {top:g}, but float frames must lie in "
+                "[0, 1]; divide it by 255 (or pass the uint8 pixels as they are)")
 
     def _start(self, h: int, w: int) -> None:
         size = self.fixed_size or model_processing_size(self.config, h, w, self.resolution)
@@ -106,7 +138,11 @@ class DepthSession:
 
     @torch.inference_mode()
     def predict(self, frame: FrameLike) -> torch.Tensor:
-        """One frame (H, W, 3) -> depth (h, w) float32 tensor at the processing size, on the device."""
+        """One frame (H, W, 3) -> depth (h, w) float32 tensor at the processing size, on the device.
+
+        A frame the session refuses (non-finite pixels, ...) or a non-finite result
+        (:class:`~flashdepth.errors.NonFiniteOutputError`) leaves the stream state as it was.
+        """
         rgb = self._as_tensor(frame)  # (3, H, W) in [0, 1]
         h, w = rgb.shape[-2:]
         if self.input_size is None:
@@ -115,9 +151,20 @@ class DepthSession:
             raise FrameSizeChangedError(self.frames, (h, w), self.input_size)
         x = normalise(rgb, self.size, self.config.input)  # (1, 3, h', w')
         with autocast(self.device, self.precision):
-            depth, self.state = self.model(x, self.state)  # (1, h', w')
+            depth, state = self.model(x, self.state)  # (1, h', w')
+        depth = depth[0].float()  # (h', w')
+        self._commit(depth, state)
+        return depth
+
+    def _commit(self, depth: torch.Tensor, state) -> None:
+        """Take the new state only if the depth and the state are finite (one flag read back)."""
+        finite = torch.isfinite(depth).all()
+        for s in getattr(state, "ssm", ()):
+            finite = finite & torch.isfinite(s).all()
+        if not bool(finite):
+            raise NonFiniteOutputError(self.frames)
+        self.state = state
         self.frames += 1
-        return depth[0].float()
 
     def step(self, frame: FrameLike) -> np.ndarray:
         """One frame (H, W, 3) -> depth (H, W) float32 numpy at the frame's size (inverse depth)."""

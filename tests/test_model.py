@@ -186,3 +186,55 @@ def test_portable_adaptive_pool_matches_pytorch_bins():
     for size, out in (((74, 136), (7, 13)), ((160, 288), (16, 28)), ((20, 28), (5, 7))):
         x = torch.randn(2, 3, *size, dtype=torch.float64)
         assert torch.allclose(pool_by_bins(x, out), F.adaptive_avg_pool2d(x, out), atol=1e-12)
+
+
+def test_the_python_api_gives_the_package_errors_with_the_value_and_the_fix():
+    import numpy as np
+
+    from flashdepth.errors import InputValueError
+
+    model = FlashDepth(TINY["s"]).eval()
+    good = torch.zeros(1, 3, 140, 196)
+    for dtype in (torch.uint8, torch.int32, torch.int64, torch.bool):
+        with pytest.raises(InputValueError, match=f"float frame tensor.*{dtype}.*to_float_rgb"):
+            model(good.to(dtype))
+    for dtype in (torch.float64, torch.float16):
+        with pytest.raises(InputValueError, match=rf"frame dtype {dtype} does not match.*frame.to\(torch.float32\)"):
+            model(good.to(dtype))
+    with pytest.raises(InputShapeError, match=r"holds no frame \(batch 0"):
+        model(torch.zeros(0, 3, 140, 196))
+    with pytest.raises(InputValueError, match="got ndarray; convert it with torch.from_numpy"):
+        model(np.zeros((1, 3, 140, 196), np.float32))
+    for value in ([[0.0]], None):
+        with pytest.raises(InputValueError, match=f"got {type(value).__name__}; pass a torch.Tensor"):
+            model(value)
+    with pytest.raises(InputValueError, match="float tensor, got NoneType"):
+        model.forward_sequence(None)
+    # every one of these is the package's error class, catchable as such
+    assert issubclass(InputValueError, flashdepth.FlashDepthError)
+
+
+def test_a_foreign_or_reshaped_state_is_named_as_such():
+    from flashdepth import StreamState
+
+    model = FlashDepth(TINY["s"]).eval()
+    x = torch.zeros(1, 3, 140, 196)
+    _, state = model(x)
+    h, p, n = state.ssm[0].shape[1:]
+    flat = StreamState(tuple(s[0] for s in state.ssm), state.frames)  # 3-D: (H, P, N)
+    with pytest.raises(StreamStateError, match=rf"state 0 has shape \({h}, {p}, {n}\) but tiny-s carries \(B, {h}, {p}, {n}\)"):
+        model(x, flat)
+    with pytest.raises(StreamStateError, match="got tuple"):
+        model(x, state.ssm)
+    other = FlashDepth(TINY["s"].replace(temporal=TINY_TEMPORAL_S.__class__(
+        dpt_layer=1, num_blocks=2, downsample=0.25, d_state=4, expand=2, headdim=8, chunk_size=16))).eval()
+    _, foreign = other(x)
+    with pytest.raises(StreamStateError, match="it belongs to another model"):
+        model(x, foreign)
+    _, large = FlashDepth(TINY["l"].replace(temporal=TINY["l"].temporal.__class__(num_blocks=3, d_state=8, expand=2,
+                                                                                  headdim=8))).eval()(x)
+    with pytest.raises(StreamStateError, match="holds 3 SSM state"):
+        model(x, large)
+    half = StreamState(tuple(s.half() for s in state.ssm), state.frames)
+    with pytest.raises(StreamStateError, match="is torch.float16 but states are float32"):
+        model(x, half)
