@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Optional, Union
 import numpy as np
 import torch
 
-from .device import autocast, resolve_device, resolve_precision
+from .device import autocast, cast_weights_for, configure_float32, resolve_device, resolve_precision
 from .errors import FrameSizeChangedError, InputShapeError, InputValueError, NonFiniteOutputError
 from .preprocess import model_processing_size, normalise, resize_depth, to_float_rgb
 
@@ -58,14 +58,22 @@ class DepthSession:
     """
 
     def __init__(self, model, device: Optional[str] = None, precision: Optional[str] = None,
-                 resolution: Optional[int] = None, size: Optional[tuple[int, int]] = None):
-        """``device``: auto (default), cpu, cuda, cuda:N, mps. ``precision``: fp32, bf16, fp16
-        (autocast; default bf16 on CUDA, fp32 elsewhere). ``resolution``: process at this short
-        side; ``size``: process at exactly (H, W) (multiples of the patch; evaluation presets).
-        Neither: the model's own rule (``model.config.input``)."""
+                 resolution: Optional[int] = None, size: Optional[tuple[int, int]] = None,
+                 cast_weights: Optional[bool] = None):
+        """``device``: auto (default), cpu, cuda, cuda:N, mps. ``precision``: fp32 (IEEE), tf32
+        (fp32 with TF32 on CUDA), bf16, fp16 (autocast; default bf16 on CUDA, fp32 elsewhere).
+        ``resolution``: process at this short side; ``size``: process at exactly (H, W) (multiples
+        of the patch; evaluation presets). Neither: the model's own rule (``model.config.input``).
+
+        The model is moved to the device in place and, for bf16/fp16, its linear and convolution
+        weights are cast once in place (``cast_weights``: None casts frozen models only -- as
+        :func:`flashdepth.load_model` returns them -- True always, False never; see
+        :meth:`FlashDepth.cast_for_inference`). The TF32 flags of CUDA are set here, once."""
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        configure_float32(self.device, self.precision)
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
+        cast_weights_for(self.model, self.precision, cast_weights)
         self.config = model.config
         self.resolution = int(resolution) if resolution else None
         self.fixed_size: Optional[tuple[int, int]] = tuple(size) if size else None

@@ -238,3 +238,68 @@ def test_a_foreign_or_reshaped_state_is_named_as_such():
     half = StreamState(tuple(s.half() for s in state.ssm), state.frames)
     with pytest.raises(StreamStateError, match="is torch.float16 but states are float32"):
         model(x, half)
+
+
+def test_weights_cast_once_keep_norms_and_state_fp32_and_match_autocast():
+    import torch.nn as nn
+
+    from flashdepth.models.flashdepth import LOW_PRECISION_LAYERS
+
+    reference = randomize(FlashDepth(TINY["full"])).eval().requires_grad_(False)
+    cast = randomize(FlashDepth(TINY["full"])).eval().requires_grad_(False).cast_for_inference(torch.bfloat16)
+    for name, module in cast.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            wanted = torch.bfloat16 if isinstance(module, LOW_PRECISION_LAYERS) else torch.float32
+            assert p.dtype == wanted, f"{name}.{pname} is {p.dtype}"
+    assert isinstance(cast.pretrained.norm, nn.LayerNorm) and cast.pretrained.norm.weight.dtype == torch.float32
+    assert cast.mamba.blocks[0][0].mamba.A_log.dtype == torch.float32
+    video = frames(4)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        s1 = s2 = None
+        for t in range(4):
+            a, s1 = reference(video[:, t], s1)  # autocast casting fp32 weights every call
+            b, s2 = cast(video[:, t], s2)
+            assert all(s.dtype == torch.float32 for s in s2.ssm)
+            # the same weights rounded the same way: equal up to summation order
+            assert rel(b.float(), a.float()) < 1e-5
+            assert max(rel(x, y) for x, y in zip(s2.ssm, s1.ssm)) < 1e-5
+    with torch.inference_mode():
+        fp32, _ = reference(video[:, 0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            first, _ = cast(video[:, 0])
+    assert rel(first.float(), fp32) > 1e-3  # bf16 really ran (the comparison above can fail)
+    with pytest.raises(flashdepth.ConfigError, match="frozen models"):
+        randomize(FlashDepth(TINY["s"])).cast_for_inference(torch.bfloat16)
+
+
+def test_sessions_cast_frozen_models_only_and_set_tf32_once():
+    from flashdepth.device import configure_float32
+    from flashdepth.session import DepthSession
+
+    frozen = randomize(FlashDepth(TINY["s"])).eval().requires_grad_(False)
+    DepthSession(frozen, device="cpu", precision="bf16")
+    assert frozen.weights_dtype() == torch.bfloat16 and frozen.pretrained.norm.weight.dtype == torch.float32
+    with pytest.raises(flashdepth.ConfigError, match="needs float32 weights.*load the model again"):
+        DepthSession(frozen, device="cpu", precision="fp32")
+    with pytest.raises(flashdepth.ConfigError, match="cast to torch.bfloat16"):
+        DepthSession(frozen, device="cpu", precision="fp16")
+    training = randomize(FlashDepth(TINY["s"]))  # requires grad: a model being trained is left alone
+    DepthSession(training, device="cpu", precision="bf16")
+    assert training.weights_dtype() == torch.float32
+    DepthSession(training.requires_grad_(False), device="cpu", precision="bf16", cast_weights=False)
+    assert training.weights_dtype() == torch.float32
+
+    # TF32: set for CUDA only, from the precision (flags restored after)
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = (matmul.fp32_precision, conv.fp32_precision)
+    try:
+        configure_float32(torch.device("cpu"), "tf32")
+        assert (matmul.fp32_precision, conv.fp32_precision) == saved
+        configure_float32(torch.device("cuda", 1), "fp32")
+        assert matmul.fp32_precision == conv.fp32_precision == "ieee"
+        configure_float32(torch.device("cuda"), "tf32")
+        assert matmul.fp32_precision == conv.fp32_precision == "tf32"
+        configure_float32(torch.device("cuda"), "bf16")  # fp32 ops outside autocast stay IEEE
+        assert matmul.fp32_precision == conv.fp32_precision == "ieee"
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved

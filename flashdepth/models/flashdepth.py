@@ -19,12 +19,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import FusionConfig, ModelConfig
-from ..errors import InputShapeError, InputValueError, StreamStateError
+from ..errors import ConfigError, InputShapeError, InputValueError, StreamStateError
 from ..ops import use_fast_path
 from .dpt import DPTHead
 from .fusion import HybridFusion
 from .temporal import TemporalModule
 from .vit import VisionTransformer
+
+
+#: the layers whose weights autocast casts to the low precision (cast once by cast_for_inference)
+LOW_PRECISION_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,30 @@ class FlashDepth(nn.Module):
             if op is not None:
                 found.setdefault(op, []).append(module.fused)
         return {op: all(flags) for op, flags in found.items()}
+
+    @torch.no_grad()
+    def cast_for_inference(self, dtype: torch.dtype) -> "FlashDepth":
+        """Cast once, in place, the weights autocast would otherwise re-cast on every frame.
+
+        For inference under ``torch.autocast(dtype=dtype)``: the weights and biases of the
+        linear and convolution layers become ``dtype``; everything else -- the normalisations,
+        LayerScale, the class token and position embedding, Mamba's A_log, dt_bias and D -- and the
+        recurrent state stay float32, so the result equals autocast on float32 weights (which
+        rounds the same weights the same way) without the per-frame casts. Frozen models only.
+        """
+        trainable = [n for n, p in self.named_parameters() if p.requires_grad]
+        if trainable:
+            raise ConfigError(f"cast_for_inference is for frozen models, but {trainable[0]} (and "
+                              f"{len(trainable) - 1} more) require gradients; call model.requires_grad_(False) first")
+        for module in self.modules():
+            if isinstance(module, LOW_PRECISION_LAYERS):
+                for p in module.parameters(recurse=False):
+                    p.data = p.data.to(dtype)
+        return self
+
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype of the linear/convolution weights (float32 unless :meth:`cast_for_inference` ran)."""
+        return self.pretrained.patch_embed.proj.weight.dtype
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute activations per transformer / Mamba block in the backward pass."""
