@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from .config import PRECISIONS
 from .errors import ConfigError, DeviceUnavailableError
@@ -36,6 +38,36 @@ def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
     if dev.type == "mps" and not _mps_available():
         raise DeviceUnavailableError(str(device), "MPS is not available")
     return dev
+
+
+def bind_device(device: torch.device) -> None:
+    """Make ``device`` the current CUDA device of the calling thread (nothing for other devices).
+
+    Each thread starts on cuda:0: a thread that works on cuda:N without this opens a context on
+    GPU 0 as well (about 0.5 GB) and its "current stream" is GPU 0's. Call it first in every
+    worker thread or process that serves one device (the session's compute thread does).
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
+@functools.lru_cache(maxsize=None)
+def bicubic_supported(device_type: str, version: str = str(torch.__version__)) -> bool:
+    """Whether ``F.interpolate(mode="bicubic")`` runs on this device type: MPS has it only from
+    torch 2.6 (the package allows torch 2.4). Decided once per device type."""
+    if device_type != "mps":
+        return True
+    major, minor = (int("".join(c for c in part if c.isdigit()) or 0) for part in version.split(".")[:2])
+    return (major, minor) >= (2, 6)
+
+
+def interpolate_bicubic(x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Bicubic ``F.interpolate`` (``size`` or ``scale_factor``, ``align_corners``, ``antialias``);
+    where the device has no bicubic kernel, on the CPU and back (same result, slower)."""
+    if bicubic_supported(x.device.type):
+        return F.interpolate(x, mode="bicubic", **kwargs)
+    return F.interpolate(x.cpu(), mode="bicubic", **kwargs).to(x.device)
 
 
 def resolve_precision(precision: Optional[str], device: torch.device) -> str:
