@@ -48,16 +48,17 @@ step cuda 30 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA
 # compiled streaming), so a broken fast path is known before its speed is; failures count.
 step gpu-tests 150 python -m pytest -q -p no:cacheprovider -m gpu tests
 
-bench() { python -m flashdepth_cli bench --device cuda --frames 20 --warmup 3 --jsonl "$RECORDS" "$@"; }
+# (an array, not a function: `timeout` runs programs only)
+bench=(python -m flashdepth_cli bench --device cuda --frames 20 --warmup 3 --jsonl "$RECORDS")
 # The paper's headline: FlashDepth (Full) at 2044x1148 (24 FPS on an A100 in the paper); the
 # reference paths (2K attention scores) are timed on the smaller cases only.
-step full-2k 150 bench --model flashdepth --size 1148x2044 --precision bf16 --backend torch compile --no-reference
-step full-2k-cudagraphs 120 bench --model flashdepth --size 1148x2044 --precision bf16 --backend cudagraphs --no-reference
+step full-2k 150 "${bench[@]}" --model flashdepth --size 1148x2044 --precision bf16 --backend torch compile --no-reference
+step full-2k-cudagraphs 120 "${bench[@]}" --model flashdepth --size 1148x2044 --precision bf16 --backend cudagraphs --no-reference
 # FlashDepth-L at 518x924 (paper: 30 FPS) and FlashDepth-S at 2K, eager.
-step l-518 90 bench --model flashdepth-l --size 518x924 --precision bf16 --backend torch
-step s-2k 90 bench --model flashdepth-s --size 1148x2044 --precision bf16 --backend torch --no-reference
+step l-518 90 "${bench[@]}" --model flashdepth-l --size 518x924 --precision bf16 --backend torch
+step s-2k 90 "${bench[@]}" --model flashdepth-s --size 1148x2044 --precision bf16 --backend torch --no-reference
 # fp32 (IEEE) and tf32 against the references, as the CPU figures are taken.
-step s-518-fp32 90 bench --model flashdepth-s --size 518x518 --precision fp32 tf32 --backend torch
+step s-518-fp32 90 "${bench[@]}" --model flashdepth-s --size 518x518 --precision fp32 tf32 --backend torch
 # TensorRT from the exported graph (fp16 engine built by trtexec), when TensorRT is installed.
 if command -v trtexec >/dev/null 2>&1; then
   step export-l-518 120 python -m flashdepth_cli export onnx --model flashdepth-l --random-weights --size 518x924 -o "$OUT/l-518.onnx"
