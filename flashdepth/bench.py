@@ -20,8 +20,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .backends import get_backend
-from .device import autocast, dtype_of, resolve_device
+from .backends import CompiledRunner, get_backend
+from .device import autocast, cast_weights_for, configure_float32, dtype_of, resolve_device
 from .models import FlashDepth
 from .registry import create_model
 from .utils import peak_rss_bytes
@@ -37,32 +37,42 @@ class BenchCase:
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for the device: without it, GPU and MPS timings measure only the enqueueing."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
-def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048,
-                       repeats: int = 5) -> float:
-    """The machine's measured matrix-multiply rate (best of ``repeats`` n x n products)."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    best = float("inf")
-    for i in range(repeats + 1):
-        _sync(device)
-        t = time.perf_counter()
-        a @ b
-        _sync(device)
-        if i:  # the first product is a warm-up
-            best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+#: square matmul sizes tried for the peak: a GPU needs large products to reach its rate
+PEAK_SIZES = {"cuda": (2048, 4096, 8192), "cpu": (512, 1024, 2048)}
 
 
-def flops_per_frame(model: FlashDepth, size: tuple[int, int], device: torch.device) -> int:
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
+                       sizes: Optional[tuple[int, ...]] = None, repeats: int = 5) -> float:
+    """The machine's measured matrix-multiply rate: the best over several n x n sizes (default
+    :data:`PEAK_SIZES` of the device type) of ``repeats`` timed products each, after a warm-up."""
+    best_rate = 0.0
+    for n in sizes or PEAK_SIZES.get(device.type, PEAK_SIZES["cpu"]):
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        for i in range(repeats + 1):
+            _sync(device)
+            t = time.perf_counter()
+            a @ b
+            _sync(device)
+            if i:  # the first product of each size is a warm-up
+                best_rate = max(best_rate, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+        del a, b
+    return best_rate
+
+
+def flops_per_frame(model: FlashDepth, size: tuple[int, int], device: torch.device, precision: str = "fp32") -> int:
     """FLOPs of one steady-state frame (state carried), counted by torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.randn(1, 3, *size, device=device)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         _, state = model(x)
         with FlopCounterMode(display=False) as counter:
             model(x, state)
@@ -70,60 +80,84 @@ def flops_per_frame(model: FlashDepth, size: tuple[int, int], device: torch.devi
 
 
 def time_interleaved(runners: dict[str, Callable], frames: list[torch.Tensor], warmup: int, device: torch.device,
-                     precision: str = "fp32") -> dict[str, list[float]]:
+                     precision: str = "fp32", peaks: Optional[dict[str, int]] = None) -> dict[str, list[float]]:
     """Per-frame milliseconds of each runner, streaming ``frames`` with its own state; the
-    runners take turns on every frame, in an order that rotates, after ``warmup`` frames each."""
+    runners take turns on every frame, in an order that rotates, after ``warmup`` frames each.
+
+    On CUDA, ``peaks`` (a dict) receives each runner's own peak allocated bytes: the peak is reset
+    before and read after each of its calls, so one runner's memory never counts for another."""
     names = list(runners)
     states: dict[str, object] = {name: None for name in names}
     times: dict[str, list[float]] = {name: [] for name in names}
+    track = peaks is not None and device.type == "cuda"
     with torch.inference_mode(), autocast(device, precision):
         for i, x in enumerate(frames):
             order = names[i % len(names):] + names[:i % len(names)]
             for name in order:
                 _sync(device)
+                if track:
+                    torch.cuda.reset_peak_memory_stats(device)
                 t = time.perf_counter()
                 _, states[name] = runners[name](x, states[name])
                 _sync(device)
                 if i >= warmup:
                     times[name].append(1000 * (time.perf_counter() - t))
+                if track:
+                    peaks[name] = max(peaks.get(name, 0), torch.cuda.max_memory_allocated(device))
     return times
 
 
 def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bool = True,
                peak_gflops: Optional[float] = None) -> dict:
-    """Time ``case`` (and, side by side, the same weights on the reference paths) -> one record."""
+    """Time ``case`` (and, side by side, the same weights on the reference paths) -> one record.
+
+    The record holds the warm-up count and the spread of every timing (p50, p95, min, max), and
+    of the per-frame ratio to the reference, so the noise of a comparison is visible."""
     device = resolve_device(case.device)
+    configure_float32(device, case.precision)
     torch.manual_seed(0)
     model = create_model(case.model).to(device).eval().requires_grad_(False)
-    runners = {"measured": get_backend(case.backend).create(model, case.size, device)}
     if reference:
         ref = create_model(case.model).to(device).eval().requires_grad_(False)
         ref.load_state_dict(model.state_dict())
         ref.set_fast_paths(**{op: False for op in model.fast_paths()})
+        cast_weights_for(ref, case.precision)  # as a session would (bf16/fp16: weights cast once)
+    runners = {"measured": get_backend(case.backend).create(model, case.size, device)}
+    if isinstance(runners["measured"], (torch.nn.Module, CompiledRunner)):  # graph runners export fp32 weights
+        cast_weights_for(model, case.precision)
+    if reference:
         runners["reference"] = ref
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     inputs = [torch.randn(1, 3, *case.size, device=device) for _ in range(min(frames + warmup, 4))]
     sequence = [inputs[i % len(inputs)] for i in range(frames + warmup)]
-    times = time_interleaved(runners, sequence, warmup, device, case.precision)
+    peaks: dict[str, int] = {}
+    times = time_interleaved(runners, sequence, warmup, device, case.precision, peaks=peaks)
     measured = np.asarray(times["measured"])
-    flops = flops_per_frame(model, case.size, device)
+    flops = flops_per_frame(model, case.size, device, case.precision)
     if peak_gflops is None:
         peak_gflops = matmul_peak_gflops(device, dtype_of(case.precision) if device.type == "cuda" else torch.float32)
     median = float(np.median(measured))
     record = {
         **dataclasses.asdict(case), "size": f"{case.size[0]}x{case.size[1]}", "frames": int(measured.size),
-        "latency_ms": median, "latency_p95_ms": float(np.percentile(measured, 95)), "fps": 1000.0 / median,
+        "warmup": int(warmup), **_spread("latency", measured), "fps": 1000.0 / median,
         "gflop_per_frame": flops / 1e9, "gflops_achieved": flops / 1e6 / median,
         "matmul_peak_gflops": peak_gflops, "fraction_of_peak": flops / 1e6 / median / peak_gflops,
         "peak_rss_mib": peak_rss_bytes() / 2**20,
-        "peak_cuda_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "peak_cuda_mib": peaks["measured"] / 2**20 if "measured" in peaks else None,
     }
     if reference:
         ref_ms = np.asarray(times["reference"])
-        record.update(reference_latency_ms=float(np.median(ref_ms)),
-                      speedup_vs_reference=float(np.median(ref_ms / measured)))
+        ratios = ref_ms / measured  # per frame: both sides timed on the same frame, back to back
+        record.update(**_spread("reference_latency", ref_ms),
+                      speedup_vs_reference=float(np.median(ratios)),
+                      speedup_min=float(ratios.min()), speedup_max=float(ratios.max()),
+                      reference_peak_cuda_mib=peaks["reference"] / 2**20 if "reference" in peaks else None)
     return record
+
+
+def _spread(prefix: str, ms: np.ndarray) -> dict:
+    """p50 (``<prefix>_ms``), p95, min and max of per-frame milliseconds."""
+    return {f"{prefix}_ms": float(np.median(ms)), f"{prefix}_p95_ms": float(np.percentile(ms, 95)),
+            f"{prefix}_min_ms": float(ms.min()), f"{prefix}_max_ms": float(ms.max())}
 
 
 def machine() -> dict:
@@ -135,15 +169,26 @@ def machine() -> dict:
     return info
 
 
+HEADER = ("| model | size | precision | backend | device | ms/frame (p50) | p95 | min-max | FPS | GFLOP/frame | "
+          "GFLOP/s | % of peak | vs reference (p50, min-max) |")
+
+
+def summary_header() -> str:
+    """The markdown table's header and rule (rows: :func:`summary_row`)."""
+    return HEADER + "\n|" + "---|" * (HEADER.count("|") - 1)
+
+
+def summary_row(r: dict) -> str:
+    if r.get("speedup_vs_reference"):
+        speedup = f"{r['speedup_vs_reference']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
+    else:
+        speedup = "-"
+    return (f"| {r['model']} | {r['size']} | {r['precision']} | {r['backend']} | {r['device']} | "
+            f"{r['latency_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['latency_min_ms']:.1f}-{r['latency_max_ms']:.1f} | "
+            f"{r['fps']:.2f} | {r['gflop_per_frame']:.1f} | {r['gflops_achieved']:.1f} | "
+            f"{100 * r['fraction_of_peak']:.0f}% | {speedup} |")
+
+
 def summarize(records: list[dict]) -> str:
     """A markdown table of bench records."""
-    head = ("| model | size | precision | backend | device | ms/frame (p50) | p95 | FPS | GFLOP/frame | GFLOP/s | "
-            "% of peak | vs reference |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in records:
-        speedup = f"{r['speedup_vs_reference']:.2f}x" if r.get("speedup_vs_reference") else "-"
-        lines.append(f"| {r['model']} | {r['size']} | {r['precision']} | {r['backend']} | {r['device']} | "
-                     f"{r['latency_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['fps']:.2f} | {r['gflop_per_frame']:.1f} | "
-                     f"{r['gflops_achieved']:.1f} | {100 * r['fraction_of_peak']:.0f}% | {speedup} |")
-    return "\n".join(lines)
-
+    return "\n".join([summary_header()] + [summary_row(r) for r in records])

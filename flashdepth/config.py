@@ -128,8 +128,9 @@ class FusionConfig:
 
 #: evaluation resolutions: a dataset's official sizes ("base", "2k") or the frames' own ("native")
 EVAL_PRESETS = ("base", "2k", "native")
-#: compute precisions: name -> torch dtype name (autocast below fp32)
-PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: compute precisions: name -> torch dtype name (autocast below fp32). fp32 is IEEE float32 on
+#: CUDA (TF32 off); tf32 is float32 with TF32 matmuls and convolutions on CUDA (fp32 elsewhere).
+PRECISIONS = {"fp32": "float32", "tf32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,25 @@ class FrameSizeChangedError(StreamStateError):
                          "a stream keeps one frame size: call reset() before a frame of a new size")
 
 
+class InputValueError(InputShapeError):
+    """A frame's dtype, type or values cannot be used (non-finite pixels, a float frame in
+    [0, 255], a numpy array given to the model). A subclass of InputShapeError: code that
+    catches bad frames catches these too."""
+
+
+class NonFiniteOutputError(FlashDepthError, RuntimeError):
+    """The model produced NaN or Inf for a frame (broken weights, or an overflow at low precision).
+
+    ``index`` is the frame's index in its stream; the stream state is kept as it was before it.
+    """
+
+    def __init__(self, index: int, where: str = "depth"):
+        self.index, self.where = index, where
+        super().__init__(f"the model produced non-finite values (NaN/Inf) in its {where} at frame {index} of the "
+                         "stream; the stream state was kept as it was before that frame. Check the checkpoint for "
+                         "NaN/Inf weights, or use precision='fp32' if a low precision overflowed")
+
+
 class InputError(FlashDepthError, ValueError):
     """An input (video, image folder, camera, stream) cannot be opened or decoded."""
 

@@ -13,6 +13,7 @@ the nearest would fall below the target, as the official transforms do.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import InputConfig, ModelConfig
+from .device import interpolate_bicubic
 from .errors import InputShapeError
 
 
@@ -85,10 +87,19 @@ def normalise(rgb: torch.Tensor, size: tuple[int, int], rule: InputConfig = Inpu
     the model's mean and std."""
     x = rgb[None]
     if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
-    mean = torch.tensor(rule.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(rule.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        x = interpolate_bicubic(x, size=size, align_corners=False).clamp_(0.0, 1.0)
+    mean, std = normalisation_tensors(tuple(rule.mean), tuple(rule.std), x.device, x.dtype)  # (1, 3, 1, 1) each
     return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=64)
+def normalisation_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+                          dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and std as (1, 3, 1, 1) tensors on ``device``, made once per device and dtype
+    (building them per frame is two blocking host-to-device copies on a GPU). Never modified."""
+    with torch.inference_mode(False):  # ordinary tensors, usable in training graphs as well
+        return (torch.tensor(mean, device=device, dtype=dtype).view(1, 3, 1, 1),
+                torch.tensor(std, device=device, dtype=dtype).view(1, 3, 1, 1))
 
 
 def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

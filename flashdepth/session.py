@@ -7,24 +7,31 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
 
-from .device import autocast, resolve_device, resolve_precision
-from .errors import FrameSizeChangedError, InputShapeError
+from .device import autocast, bind_device, cast_weights_for, configure_float32, resolve_device, resolve_precision
+from .errors import FrameSizeChangedError, InputShapeError, InputValueError, NonFiniteOutputError, StreamStateError
 from .preprocess import model_processing_size, normalise, resize_depth, to_float_rgb
 
 FrameLike = Union[np.ndarray, torch.Tensor]
 
+#: a float frame whose largest value is above this is refused: it is a [0, 255] frame, not [0, 1]
+#: (the margin lets through the small overshoot of a user's own resampling)
+FLOAT_PIXEL_LIMIT = 1.5
+
 
 class PinnedStaging:
-    """Host-to-GPU copies through one reused pinned buffer, asynchronous on the current stream.
+    """Host-to-GPU copies through one reused pinned buffer, asynchronous on the device's stream.
 
     The copy of frame t overlaps whatever the GPU is still doing; before the buffer is refilled
-    with frame t+1 the host waits only for copy t (an event), never for the whole device.
+    with frame t+1 the host waits only for copy t (an event recorded on the current stream of the
+    copy's own device, not device 0's), never for the whole device.
     """
 
     def __init__(self, device: torch.device):
@@ -36,32 +43,46 @@ class PinnedStaging:
         if frame.device.type != "cpu":
             return frame.to(self.device)
         if self.buffer is None or self.buffer.shape != frame.shape or self.buffer.dtype != frame.dtype:
+            if self.copied is not None:
+                self.copied.synchronize()  # the old buffer may still be read by its copy
             self.buffer = torch.empty(frame.shape, dtype=frame.dtype, pin_memory=True)
         elif self.copied is not None:
             self.copied.synchronize()  # the previous frame has left the buffer
         self.buffer.copy_(frame)
-        out = self.buffer.to(self.device, non_blocking=True)
+        out = self._upload(self.buffer)
+        # The copy was queued on the target device's current stream: the event goes there too.
         self.copied = torch.cuda.Event()
-        self.copied.record()
+        self.copied.record(torch.cuda.current_stream(self.device))
         return out
+
+    def _upload(self, buffer: torch.Tensor) -> torch.Tensor:
+        return buffer.to(self.device, non_blocking=True)
 
 
 class DepthSession:
-    """One stream through a model. Not thread-safe; use one session per stream.
+    """One stream through a model. Not thread-safe (call it from one thread); one session per stream.
 
     The model is anything called as ``depth, state = model(frame, state)`` with a ``config``
     (:class:`flashdepth.FlashDepth`, a compiled one, or an exported graph's runner).
     """
 
     def __init__(self, model, device: Optional[str] = None, precision: Optional[str] = None,
-                 resolution: Optional[int] = None, size: Optional[tuple[int, int]] = None):
-        """``device``: auto (default), cpu, cuda, cuda:N, mps. ``precision``: fp32, bf16, fp16
-        (autocast; default bf16 on CUDA, fp32 elsewhere). ``resolution``: process at this short
-        side; ``size``: process at exactly (H, W) (multiples of the patch; evaluation presets).
-        Neither: the model's own rule (``model.config.input``)."""
+                 resolution: Optional[int] = None, size: Optional[tuple[int, int]] = None,
+                 cast_weights: Optional[bool] = None):
+        """``device``: auto (default), cpu, cuda, cuda:N, mps. ``precision``: fp32 (IEEE), tf32
+        (fp32 with TF32 on CUDA), bf16, fp16 (autocast; default bf16 on CUDA, fp32 elsewhere).
+        ``resolution``: process at this short side; ``size``: process at exactly (H, W) (multiples
+        of the patch; evaluation presets). Neither: the model's own rule (``model.config.input``).
+
+        The model is moved to the device in place and, for bf16/fp16, its linear and convolution
+        weights are cast once in place (``cast_weights``: None casts frozen models only -- as
+        :func:`flashdepth.load_model` returns them -- True always, False never; see
+        :meth:`FlashDepth.cast_for_inference`). The TF32 flags of CUDA are set here, once."""
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        configure_float32(self.device, self.precision)
         self.model = model.to(self.device).eval() if isinstance(model, torch.nn.Module) else model
+        cast_weights_for(self.model, self.precision, cast_weights)
         self.config = model.config
         self.resolution = int(resolution) if resolution else None
         self.fixed_size: Optional[tuple[int, int]] = tuple(size) if size else None
@@ -70,10 +91,16 @@ class DepthSession:
         self.size: Optional[tuple[int, int]] = None  # (H, W) the model sees
         self.frames = 0
         self.staging = PinnedStaging(self.device) if self.device.type == "cuda" else None
+        self._pending: Optional[concurrent.futures.Future] = None  # the frame in flight (submit)
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
 
     def reset(self, size: Optional[tuple[int, int]] = None) -> None:
         """Start a new stream: the next frame may have any size. ``size`` (H, W) fixes the
-        processing size of the new stream (e.g. an evaluation preset)."""
+        processing size of the new stream (e.g. an evaluation preset). A frame still in flight
+        (:meth:`submit`) is waited for and dropped: :meth:`flush` first to keep its depth."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            concurrent.futures.wait([pending])
         if size is not None:
             self.fixed_size = tuple(size)
         self.state = None
@@ -81,20 +108,54 @@ class DepthSession:
         self.size = None
         self.frames = 0
 
+    def close(self) -> None:
+        """Stop the compute thread of :meth:`submit` (a frame in flight is waited for first)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
     def _as_tensor(self, frame: FrameLike) -> torch.Tensor:
+        """A frame -> (3, H, W) float32 in [0, 1] on the device, after the checks of its values.
+
+        Float frames are checked where they are (on the host for numpy and CPU tensors): a frame
+        with NaN/Inf pixels, or with values above 1.5 (a [0, 255] frame given as float), is
+        refused before the model runs, so the stream state stays as it was.
+        """
         if isinstance(frame, np.ndarray):
             if frame.dtype == np.uint16:
                 frame = frame.astype(np.int32)
+            elif frame.dtype == np.float64:
+                frame = frame.astype(np.float32)  # on the host: MPS has no float64, and half the bytes cross
             elif not frame.flags.writeable:
                 frame = frame.copy()  # torch cannot wrap read-only arrays (e.g. from PIL)
             frame = torch.from_numpy(np.ascontiguousarray(frame))
         elif not isinstance(frame, torch.Tensor):
-            raise InputShapeError(f"expected a numpy array or a torch tensor frame, got {type(frame).__name__}")
+            raise InputValueError(f"expected a numpy array or a torch tensor frame, got {type(frame).__name__}")
+        elif frame.dtype == torch.float64:
+            frame = frame.float()
         if frame.dim() == 3 and frame.shape[0] in (1, 3) and frame.shape[-1] not in (1, 3, 4):
             frame = frame.permute(1, 2, 0)  # (C, H, W) tensors -> (H, W, C)
+        if frame.numel() == 0:
+            raise InputShapeError(f"frame {self._index()} is empty (shape {tuple(frame.shape)}); pass an (H, W, 3) image")
+        if frame.dtype.is_floating_point:
+            self._check_pixels(frame)
         # Raw pixels (uint8: 4x smaller than float) cross to the GPU through pinned memory,
         # asynchronously; conversion and resizing then run on the device.
         return to_float_rgb(self.staging.to_device(frame) if self.staging is not None else frame.to(self.device))
+
+    def _check_pixels(self, frame: torch.Tensor) -> None:
+        """Refuse non-finite and [0, 255] float frames (host-side for host frames; a frame already
+        on a GPU costs one synchronisation)."""
+        finite = torch.isfinite(frame)  # (H, W, C)
+        if not bool(finite.all()):
+            raise InputValueError(
+                f"frame {self._index()} holds {int((~finite).sum())} non-finite pixel value(s) (NaN/Inf); it was "
+                "refused and the stream state is unchanged: replace them (e.g. numpy.nan_to_num) or skip the frame")
+        top = float(frame.amax())
+        if top > FLOAT_PIXEL_LIMIT:
+            raise InputValueError(
+                f"frame {self._index()} is a float image with values up to {top:g}, but float frames must lie in "
+                "[0, 1]; divide it by 255 (or pass the uint8 pixels as they are)")
 
     def _start(self, h: int, w: int) -> None:
         size = self.fixed_size or model_processing_size(self.config, h, w, self.resolution)
@@ -104,30 +165,114 @@ class DepthSession:
                                   f"frames of at least {smallest} pixels a side")
         self.input_size, self.size = (h, w), size
 
-    @torch.inference_mode()
-    def predict(self, frame: FrameLike) -> torch.Tensor:
-        """One frame (H, W, 3) -> depth (h, w) float32 tensor at the processing size, on the device."""
+    def _index(self) -> int:
+        """The stream index of the next frame given: the frames done, and the one in flight."""
+        return self.frames + (self._pending is not None)
+
+    def _prepare(self, frame: FrameLike) -> torch.Tensor:
+        """A frame -> (1, 3, h', w') normalised at the processing size, on the device."""
         rgb = self._as_tensor(frame)  # (3, H, W) in [0, 1]
         h, w = rgb.shape[-2:]
         if self.input_size is None:
             self._start(h, w)
         elif (h, w) != self.input_size:
-            raise FrameSizeChangedError(self.frames, (h, w), self.input_size)
-        x = normalise(rgb, self.size, self.config.input)  # (1, 3, h', w')
+            raise FrameSizeChangedError(self._index(), (h, w), self.input_size)
+        return normalise(rgb, self.size, self.config.input)  # (1, 3, h', w')
+
+    def _forward(self, x: torch.Tensor, state) -> tuple[torch.Tensor, object, torch.Tensor]:
+        """The model on one prepared frame -> depth (h', w') float32, the new state, and whether
+        both are finite (a 0-dim bool tensor on the device: read later, with the depth)."""
         with autocast(self.device, self.precision):
-            depth, self.state = self.model(x, self.state)  # (1, h', w')
+            depth, state = self.model(x, state)  # (1, h', w')
+        depth = depth[0].float()
+        finite = torch.isfinite(depth).all()
+        for s in getattr(state, "ssm", ()):
+            finite = finite & torch.isfinite(s).all()
+        return depth, state, finite
+
+    def _commit(self, state, finite: torch.Tensor) -> None:
+        """Take the new state only if it and the depth are finite; otherwise keep the old one."""
+        if not bool(finite):
+            raise NonFiniteOutputError(self.frames)
+        self.state = state
         self.frames += 1
-        return depth[0].float()
+
+    def _readout(self, x: torch.Tensor, state, size: tuple[int, int]) -> tuple[np.ndarray, object, torch.Tensor]:
+        """Forward, then the depth at the frame's size (H, W) as numpy: the one wait for the device."""
+        with torch.inference_mode():
+            depth, state, finite = self._forward(x, state)
+            return resize_depth(depth, size).cpu().numpy(), state, finite
+
+    def _require_idle(self, what: str) -> None:
+        if self._pending is not None:
+            raise StreamStateError(f"{what}() was called while a frame given to submit() is in flight; "
+                                   "call flush() first to get its depth")
+
+    @torch.inference_mode()
+    def predict(self, frame: FrameLike) -> torch.Tensor:
+        """One frame (H, W, 3) -> depth (h, w) float32 tensor at the processing size, on the device.
+
+        A frame the session refuses (non-finite pixels, ...) or a non-finite result
+        (:class:`~flashdepth.errors.NonFiniteOutputError`) leaves the stream state as it was.
+        """
+        self._require_idle("predict")
+        depth, state, finite = self._forward(self._prepare(frame), self.state)
+        self._commit(state, finite)
+        return depth
 
     def step(self, frame: FrameLike) -> np.ndarray:
-        """One frame (H, W, 3) -> depth (H, W) float32 numpy at the frame's size (inverse depth)."""
-        depth = resize_depth(self.predict(frame), self.input_size)  # (H, W)
-        return depth.cpu().numpy()
+        """One frame (H, W, 3) -> depth (H, W) float32 numpy at the frame's size (inverse depth),
+        synchronously (:meth:`submit` keeps one frame in flight instead)."""
+        self._require_idle("step")
+        with torch.inference_mode():
+            x = self._prepare(frame)  # (1, 3, h', w')
+        depth, state, finite = self._readout(x, self.state, self.input_size)
+        self._commit(state, finite)
+        return depth
+
+    def submit(self, frame: FrameLike) -> Optional[np.ndarray]:
+        """Start ``frame`` and return the depth of the frame given before it (None for the first).
+
+        One frame is in flight: it computes on the session's compute thread (on a GPU, its
+        kernels run) while the caller decodes the next frame and writes the previous depth. The
+        outputs are those of :meth:`step`, in the same order, one call later; :meth:`flush`
+        returns the last. Errors of the frame in flight (e.g. NonFiniteOutputError) are raised
+        by the next ``submit``/``flush``, before anything else starts.
+        """
+        with torch.inference_mode():
+            x = self._prepare(frame)  # checks and host-to-device copy while the previous frame computes
+        done = self.flush()
+        self._pending = self._compute_thread().submit(self._readout, x, self.state, self.input_size)
+        return done
+
+    def flush(self) -> Optional[np.ndarray]:
+        """Wait for the frame in flight and return its depth (H, W); None if there is none."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        depth, state, finite = pending.result()
+        self._commit(state, finite)
+        return depth
+
+    def _compute_thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            # One thread: frames run in order, each with the state its predecessor committed.
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="flashdepth-compute", initializer=bind_device,
+                initargs=(self.device,))
+        return self._executor
 
     def run(self, frames: Iterable[FrameLike]) -> Iterator[np.ndarray]:
-        """Depth for each frame as it arrives (constant memory)."""
+        """Depth for each frame, in order (constant memory), with one frame in flight: frame t+1
+        is read from ``frames`` and computes while the depth of frame t is handed out."""
+        self._require_idle("run")
         for frame in frames:
-            yield self.step(frame)
+            done = self.submit(frame)
+            if done is not None:
+                yield done
+        last = self.flush()
+        if last is not None:
+            yield last
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def cli_message(e: BaseException) -> str:
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--precision", choices=list(PRECISIONS),
-                        help="compute precision (autocast below fp32); default bf16 on CUDA, fp32 elsewhere. "
+                        help="compute precision (autocast below fp32; tf32 is fp32 with TF32 matmuls and "
+                             "convolutions on CUDA, fp32 means IEEE fp32); default bf16 on CUDA, fp32 elsewhere. "
                              "bf16 also runs on CPU (slower than fp32 on most CPUs without AMX)")
 
 

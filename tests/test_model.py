@@ -186,3 +186,120 @@ def test_portable_adaptive_pool_matches_pytorch_bins():
     for size, out in (((74, 136), (7, 13)), ((160, 288), (16, 28)), ((20, 28), (5, 7))):
         x = torch.randn(2, 3, *size, dtype=torch.float64)
         assert torch.allclose(pool_by_bins(x, out), F.adaptive_avg_pool2d(x, out), atol=1e-12)
+
+
+def test_the_python_api_gives_the_package_errors_with_the_value_and_the_fix():
+    import numpy as np
+
+    from flashdepth.errors import InputValueError
+
+    model = FlashDepth(TINY["s"]).eval()
+    good = torch.zeros(1, 3, 140, 196)
+    for dtype in (torch.uint8, torch.int32, torch.int64, torch.bool):
+        with pytest.raises(InputValueError, match=f"float frame tensor.*{dtype}.*to_float_rgb"):
+            model(good.to(dtype))
+    for dtype in (torch.float64, torch.float16):
+        with pytest.raises(InputValueError, match=rf"frame dtype {dtype} does not match.*frame.to\(torch.float32\)"):
+            model(good.to(dtype))
+    with pytest.raises(InputShapeError, match=r"holds no frame \(batch 0"):
+        model(torch.zeros(0, 3, 140, 196))
+    with pytest.raises(InputValueError, match="got ndarray; convert it with torch.from_numpy"):
+        model(np.zeros((1, 3, 140, 196), np.float32))
+    for value in ([[0.0]], None):
+        with pytest.raises(InputValueError, match=f"got {type(value).__name__}; pass a torch.Tensor"):
+            model(value)
+    with pytest.raises(InputValueError, match="float tensor, got NoneType"):
+        model.forward_sequence(None)
+    # every one of these is the package's error class, catchable as such
+    assert issubclass(InputValueError, flashdepth.FlashDepthError)
+
+
+def test_a_foreign_or_reshaped_state_is_named_as_such():
+    from flashdepth import StreamState
+
+    model = FlashDepth(TINY["s"]).eval()
+    x = torch.zeros(1, 3, 140, 196)
+    _, state = model(x)
+    h, p, n = state.ssm[0].shape[1:]
+    flat = StreamState(tuple(s[0] for s in state.ssm), state.frames)  # 3-D: (H, P, N)
+    with pytest.raises(StreamStateError, match=rf"state 0 has shape \({h}, {p}, {n}\) but tiny-s carries \(B, {h}, {p}, {n}\)"):
+        model(x, flat)
+    with pytest.raises(StreamStateError, match="got tuple"):
+        model(x, state.ssm)
+    other = FlashDepth(TINY["s"].replace(temporal=TINY_TEMPORAL_S.__class__(
+        dpt_layer=1, num_blocks=2, downsample=0.25, d_state=4, expand=2, headdim=8, chunk_size=16))).eval()
+    _, foreign = other(x)
+    with pytest.raises(StreamStateError, match="it belongs to another model"):
+        model(x, foreign)
+    _, large = FlashDepth(TINY["l"].replace(temporal=TINY["l"].temporal.__class__(num_blocks=3, d_state=8, expand=2,
+                                                                                  headdim=8))).eval()(x)
+    with pytest.raises(StreamStateError, match="holds 3 SSM state"):
+        model(x, large)
+    half = StreamState(tuple(s.half() for s in state.ssm), state.frames)
+    with pytest.raises(StreamStateError, match="is torch.float16 but states are float32"):
+        model(x, half)
+
+
+def test_weights_cast_once_keep_norms_and_state_fp32_and_match_autocast():
+    import torch.nn as nn
+
+    from flashdepth.models.flashdepth import LOW_PRECISION_LAYERS
+
+    reference = randomize(FlashDepth(TINY["full"])).eval().requires_grad_(False)
+    cast = randomize(FlashDepth(TINY["full"])).eval().requires_grad_(False).cast_for_inference(torch.bfloat16)
+    for name, module in cast.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            wanted = torch.bfloat16 if isinstance(module, LOW_PRECISION_LAYERS) else torch.float32
+            assert p.dtype == wanted, f"{name}.{pname} is {p.dtype}"
+    assert isinstance(cast.pretrained.norm, nn.LayerNorm) and cast.pretrained.norm.weight.dtype == torch.float32
+    assert cast.mamba.blocks[0][0].mamba.A_log.dtype == torch.float32
+    video = frames(4)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        s1 = s2 = None
+        for t in range(4):
+            a, s1 = reference(video[:, t], s1)  # autocast casting fp32 weights every call
+            b, s2 = cast(video[:, t], s2)
+            assert all(s.dtype == torch.float32 for s in s2.ssm)
+            # the same weights rounded the same way: equal up to summation order
+            assert rel(b.float(), a.float()) < 1e-5
+            assert max(rel(x, y) for x, y in zip(s2.ssm, s1.ssm)) < 1e-5
+    with torch.inference_mode():
+        fp32, _ = reference(video[:, 0])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            first, _ = cast(video[:, 0])
+    assert rel(first.float(), fp32) > 1e-3  # bf16 really ran (the comparison above can fail)
+    with pytest.raises(flashdepth.ConfigError, match="frozen models"):
+        randomize(FlashDepth(TINY["s"])).cast_for_inference(torch.bfloat16)
+
+
+def test_sessions_cast_frozen_models_only_and_set_tf32_once():
+    from flashdepth.device import configure_float32
+    from flashdepth.session import DepthSession
+
+    frozen = randomize(FlashDepth(TINY["s"])).eval().requires_grad_(False)
+    DepthSession(frozen, device="cpu", precision="bf16")
+    assert frozen.weights_dtype() == torch.bfloat16 and frozen.pretrained.norm.weight.dtype == torch.float32
+    with pytest.raises(flashdepth.ConfigError, match="needs float32 weights.*load the model again"):
+        DepthSession(frozen, device="cpu", precision="fp32")
+    with pytest.raises(flashdepth.ConfigError, match="cast to torch.bfloat16"):
+        DepthSession(frozen, device="cpu", precision="fp16")
+    training = randomize(FlashDepth(TINY["s"]))  # requires grad: a model being trained is left alone
+    DepthSession(training, device="cpu", precision="bf16")
+    assert training.weights_dtype() == torch.float32
+    DepthSession(training.requires_grad_(False), device="cpu", precision="bf16", cast_weights=False)
+    assert training.weights_dtype() == torch.float32
+
+    # TF32: set for CUDA only, from the precision (flags restored after)
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = (matmul.fp32_precision, conv.fp32_precision)
+    try:
+        configure_float32(torch.device("cpu"), "tf32")
+        assert (matmul.fp32_precision, conv.fp32_precision) == saved
+        configure_float32(torch.device("cuda", 1), "fp32")
+        assert matmul.fp32_precision == conv.fp32_precision == "ieee"
+        configure_float32(torch.device("cuda"), "tf32")
+        assert matmul.fp32_precision == conv.fp32_precision == "tf32"
+        configure_float32(torch.device("cuda"), "bf16")  # fp32 ops outside autocast stay IEEE
+        assert matmul.fp32_precision == conv.fp32_precision == "ieee"
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved

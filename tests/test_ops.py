@@ -121,3 +121,27 @@ def test_mamba_ssm_kernel_equals_reference():
     y, s = ssd_ops.ssd_scan(x, dt, A, B, C, D, s0, chunk_size=256)
     assert (y - y_ref).norm() / y_ref.norm() < 1e-4
     assert (s - s_ref).norm() / s_ref.norm() < 1e-4
+
+
+def test_reference_ssd_scan_stays_fp32_inside_bf16_autocast():
+    """Autocast would run the einsums in bf16 (about 3e-3 off); the scan must ignore it, over
+    many chained calls too (the state carries any rounding forward)."""
+    x, dt, A, B, C, D, s0 = _ssd_inputs(l=40, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_auto, s_auto = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=16)
+        assert torch.is_autocast_enabled("cpu")  # the block re-enables it afterwards
+    y, s = ssd_ops.ssd_scan_reference(x, dt, A, B, C, D, s0, chunk_size=16)
+    assert y_auto.dtype == s_auto.dtype == torch.float32
+    assert torch.equal(y_auto, y) and torch.equal(s_auto, s)
+    # 50 chained frames: the carried state equals the fp32 run, and both follow the float64 recurrence
+    state_auto = state = s0
+    for t in range(50):
+        xt, dtt, Bt, Ct = (v.roll(t, dims=1) for v in (x, dt, B, C))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, state_auto = ssd_ops.ssd_scan_reference(xt, dtt, A, Bt, Ct, D, state_auto, chunk_size=16)
+        _, state = ssd_ops.ssd_scan_reference(xt, dtt, A, Bt, Ct, D, state, chunk_size=16)
+    assert (state_auto - state).norm() / state.norm() < 1e-6
+    # and a bf16 einsum really would have differed (the test can fail)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_bf16, _ = ssd_ops._ssd_scan_reference(x, dt, A, B, C, D, s0, 16)
+    assert (y_bf16.float() - y).norm() / y.norm() > 1e-4

@@ -13,17 +13,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import FusionConfig, ModelConfig
-from ..errors import InputShapeError, StreamStateError
+from ..errors import ConfigError, InputShapeError, InputValueError, StreamStateError
 from ..ops import use_fast_path
 from .dpt import DPTHead
 from .fusion import HybridFusion
 from .temporal import TemporalModule
 from .vit import VisionTransformer
+
+
+#: the layers whose weights autocast casts to the low precision (cast once by cast_for_inference)
+LOW_PRECISION_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,30 @@ class FlashDepth(nn.Module):
                 found.setdefault(op, []).append(module.fused)
         return {op: all(flags) for op, flags in found.items()}
 
+    @torch.no_grad()
+    def cast_for_inference(self, dtype: torch.dtype) -> "FlashDepth":
+        """Cast once, in place, the weights autocast would otherwise re-cast on every frame.
+
+        For inference under ``torch.autocast(dtype=dtype)``: the weights and biases of the
+        linear and convolution layers become ``dtype``; everything else -- the normalisations,
+        LayerScale, the class token and position embedding, Mamba's A_log, dt_bias and D -- and the
+        recurrent state stay float32, so the result equals autocast on float32 weights (which
+        rounds the same weights the same way) without the per-frame casts. Frozen models only.
+        """
+        trainable = [n for n, p in self.named_parameters() if p.requires_grad]
+        if trainable:
+            raise ConfigError(f"cast_for_inference is for frozen models, but {trainable[0]} (and "
+                              f"{len(trainable) - 1} more) require gradients; call model.requires_grad_(False) first")
+        for module in self.modules():
+            if isinstance(module, LOW_PRECISION_LAYERS):
+                for p in module.parameters(recurse=False):
+                    p.data = p.data.to(dtype)
+        return self
+
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype of the linear/convolution weights (float32 unless :meth:`cast_for_inference` ran)."""
+        return self.pretrained.patch_embed.proj.weight.dtype
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute activations per transformer / Mamba block in the backward pass."""
         for module in self.modules():
@@ -175,6 +204,7 @@ class FlashDepth(nn.Module):
         Returns depth (B, H, W) -- inverse depth ("disparity") on the published ~100/m scale -- and
         the state to pass with the next frame (None for the per-frame Depth Anything V2 models).
         """
+        self._check_type(frame, "frame batch (B, 3, H, W)")
         if frame.dim() != 4:
             raise InputShapeError(f"expected a frame batch (B, 3, H, W), got shape {tuple(frame.shape)}; "
                                   "add a batch dimension with frame[None]")
@@ -194,11 +224,33 @@ class FlashDepth(nn.Module):
 
     def check_stream(self, video: torch.Tensor, state: Optional[StreamState]) -> None:
         """The input checks of :meth:`forward_sequence` (clear errors before any computation)."""
+        self._check_type(video, "clip (B, T, 3, H, W)")
         if video.dim() != 5:
             raise InputShapeError(f"expected a clip (B, T, 3, H, W), got shape {tuple(video.shape)}")
         b, t, c, height, width = video.shape
+        if b == 0 or t == 0:
+            raise InputShapeError(f"the input {tuple(video.shape)} holds no frame (batch {b}, {t} frame(s)); "
+                                  "pass at least one frame")
         self._check_input(c, height, width)
-        self._check_state(state, b)
+        self._check_state(state, b, video.device)
+
+    def _check_type(self, x, what: str) -> None:
+        """Type, dtype and device of the input: metadata only (no host-device synchronisation)."""
+        if not isinstance(x, torch.Tensor):
+            hint = ("convert it with torch.from_numpy(...), or stream numpy frames through "
+                    "flashdepth.session.DepthSession" if isinstance(x, np.ndarray) else "pass a torch.Tensor")
+            raise InputValueError(f"expected a {what} float tensor, got {type(x).__name__}; {hint}")
+        weight = self.pretrained.patch_embed.proj.weight
+        if not x.dtype.is_floating_point:
+            raise InputValueError(
+                f"expected a float frame tensor (ImageNet-normalised RGB), got dtype {x.dtype}; prepare raw pixels "
+                "with flashdepth.preprocess.to_float_rgb and normalise, or pass them to DepthSession")
+        if x.dtype not in (torch.float32, weight.dtype):
+            raise InputValueError(f"frame dtype {x.dtype} does not match the model's {weight.dtype} weights; "
+                                  f"cast it with frame.to({weight.dtype}) (use torch.autocast for lower precision)")
+        if x.device != weight.device:
+            raise InputValueError(f"the frame is on {x.device} but the model is on {weight.device}; "
+                                  f"move it with frame.to({str(weight.device)!r})")
 
     def run_frames(self, video: torch.Tensor, ssm: Optional[tuple[torch.Tensor, ...]]
                    ) -> tuple[torch.Tensor, Optional[tuple[torch.Tensor, ...]]]:
@@ -241,13 +293,33 @@ class FlashDepth(nn.Module):
             raise InputShapeError(f"frame size {height}x{width} is too small for {self.config.name}: "
                                   f"each side must be at least {smallest} pixels")
 
-    def _check_state(self, state: Optional[StreamState], batch: int) -> None:
+    def _check_state(self, state: Optional[StreamState], batch: int, device: Optional[torch.device] = None) -> None:
+        """Type, count, shapes, dtype and device of the state: metadata only (no synchronisation)."""
         if state is None:
             return
         if self.config.temporal is None:
             raise StreamStateError(f"{self.config.name} is a per-frame model and takes no stream state; pass state=None")
-        if not isinstance(state, StreamState) or len(state.ssm) != self.mamba.num_states:
-            raise StreamStateError("the stream state does not belong to this model; start the stream with state=None")
+        if not isinstance(state, StreamState):
+            raise StreamStateError(f"expected the StreamState returned by this model's previous call, got "
+                                   f"{type(state).__name__}; start the stream with state=None")
+        if len(state.ssm) != self.mamba.num_states:
+            raise StreamStateError(f"the stream state holds {len(state.ssm)} SSM state(s) but {self.config.name} has "
+                                   f"{self.mamba.num_states}: it belongs to another model; start the stream with "
+                                   "state=None")
+        mixer = self.mamba.blocks[0][0].mamba
+        expected = (mixer.nheads, mixer.headdim, mixer.d_state)  # (H, P, N) of every block
+        for i, s in enumerate(state.ssm):
+            if not isinstance(s, torch.Tensor) or s.dim() != 4 or tuple(s.shape[1:]) != expected:
+                shape = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                raise StreamStateError(f"stream state {i} has shape {shape} but {self.config.name} carries "
+                                       f"(B, {', '.join(map(str, expected))}): it belongs to another model; "
+                                       "start the stream with state=None")
+            if s.dtype != torch.float32:
+                raise StreamStateError(f"stream state {i} is {s.dtype} but states are float32; pass the state "
+                                       "this model returned, unchanged")
+            if device is not None and s.device != device:
+                raise StreamStateError(f"stream state {i} is on {s.device} but the frame on {device}; move it with "
+                                       f"state.to({str(device)!r})")
         if state.ssm[0].shape[0] != batch:
             raise StreamStateError(f"the stream state holds {state.ssm[0].shape[0]} stream(s) but the frame batch has "
                                    f"{batch}; start a new stream with state=None")

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ViTConfig
+from ..device import interpolate_bicubic
 from ..ops import use_fast_path
 from ..ops.attention import attention
 
@@ -109,8 +110,8 @@ class VisionTransformer(nn.Module):
         d = pos.shape[-1]
         sqrt_n = math.sqrt(grid * grid)
         scale = ((ph + self.cfg.interpolate_offset) / sqrt_n, (pw + self.cfg.interpolate_offset) / sqrt_n)
-        patch_pos = F.interpolate(patch_pos.reshape(1, grid, grid, d).permute(0, 3, 1, 2),
-                                  scale_factor=scale, mode="bicubic", antialias=False)  # (1, D, ph, pw)
+        patch_pos = interpolate_bicubic(patch_pos.reshape(1, grid, grid, d).permute(0, 3, 1, 2),
+                                        scale_factor=scale, antialias=False)  # (1, D, ph, pw)
         if patch_pos.shape[-2:] != (ph, pw):
             raise RuntimeError(f"pos-embed resampling gave {tuple(patch_pos.shape[-2:])}, expected {(ph, pw)}")
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, ph * pw, d)

@@ -64,7 +64,16 @@ def ssd_scan_reference(
     x: (b, l, h, p); dt: (b, l, h) after softplus; A: (h,); B, C: (b, l, g, n); D: (h,) or (h, p);
     initial_state: (b, h, p, n) or None (zeros). Returns y (b, l, h, p) in x's dtype and the final
     state (b, h, p, n) in float32 (float64 if x is float64).
+
+    The scan runs in its working precision even inside ``torch.autocast``: autocast would run its
+    einsums in bf16/fp16, and the rounding would be carried by the state from frame to frame.
     """
+    with torch.autocast(x.device.type, enabled=False):
+        return _ssd_scan_reference(x, dt, A, B, C, D, initial_state, chunk_size)
+
+
+def _ssd_scan_reference(x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                        initial_state: Optional[Tensor], chunk_size: int) -> tuple[Tensor, Tensor]:
     out_dtype = x.dtype
     work = torch.promote_types(x.dtype, torch.float32)
     b, l, h, p = x.shape

@@ -15,10 +15,11 @@ HELP = "measure speed: latency, FPS, FLOPs, memory, and the ratio to the referen
 DESCRIPTION = """\
 For every combination of --model, --size, --precision and --backend: stream random frames with the
 state carried (random weights: speed does not depend on them), after --warmup frames, and report
-per-frame latency (median, p95), FPS, FLOPs per frame (torch.utils.flop_counter), the GFLOP/s
+per-frame latency (median, p95, min-max), FPS, FLOPs per frame (torch.utils.flop_counter), the GFLOP/s
 achieved and its share of this machine's measured matrix-multiply peak, peak memory, and the
 speed-up over the same weights on the pure-PyTorch reference paths, timed in the same process
-with frames interleaved. Figures and the exact commands behind them: docs/performance.md."""
+with frames interleaved (the per-frame ratio's median and min-max). The warm-up count and the
+spread are in the output and the JSON records. Figures and the exact commands behind them: docs/performance.md."""
 EXAMPLES = """\
   flashdepth bench --model flashdepth-s --size 518x518
   flashdepth bench --model flashdepth-s flashdepth-l --size 280x504 --frames 20 --json cpu.json
@@ -39,11 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", nargs="+", default=["torch"], choices=list(BACKENDS),
                    help=f"default torch; from: {', '.join(BACKENDS)}")
     p.add_argument("--no-reference", action="store_true", help="skip timing the reference paths")
-    p.add_argument("--json", help="write the records (and the machine) to this file")
+    p.add_argument("--json", help="write the records (and the machine) to this file at the end")
+    p.add_argument("--jsonl", help="append each record to this file (one JSON line, with the machine) as soon as it "
+                                   "is measured, so a later failure loses nothing")
 
 
 def main(args: argparse.Namespace) -> int:
-    from flashdepth.bench import BenchCase, bench_case, machine, matmul_peak_gflops, summarize
+    from flashdepth.bench import BenchCase, bench_case, machine, matmul_peak_gflops, summary_header, summary_row
     from flashdepth.device import dtype_of, resolve_device
 
     for h, w in args.size:
@@ -53,16 +56,22 @@ def main(args: argparse.Namespace) -> int:
     peaks = {p: matmul_peak_gflops(device, dtype_of(p) if device.type == "cuda" else dtype_of("fp32"))
              for p in args.precision}
     records = []
+    print(f"warm-up {args.warmup} frame(s), then {args.frames} timed frame(s) per case; "
+          "min-max: the spread over the timed frames (of the per-frame ratio for vs reference)")
+    print(summary_header(), flush=True)
     for model in args.model:
         for size in args.size:
             for precision in args.precision:
                 for backend in args.backend:
                     case = BenchCase(model, size, precision, backend, str(device))
-                    records.append(bench_case(case, frames=args.frames, warmup=args.warmup,
-                                              reference=not args.no_reference, peak_gflops=peaks[precision]))
-                    print(summarize(records[-1:]).splitlines()[-1], flush=True)
-    print()
-    print(summarize(records))
+                    record = bench_case(case, frames=args.frames, warmup=args.warmup,
+                                        reference=not args.no_reference, peak_gflops=peaks[precision])
+                    records.append(record)
+                    print(summary_row(record), flush=True)
+                    if args.jsonl:
+                        Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
+                        with open(args.jsonl, "a") as f:
+                            f.write(json.dumps({"machine": machine(), "peak_gflops": peaks[precision], **record}) + "\n")
     print(f"\nmatrix-multiply peak measured here: {', '.join(f'{p} {v:.0f} GFLOP/s' for p, v in peaks.items())}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
