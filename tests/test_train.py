@@ -221,3 +221,55 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] < 0.05
     with pytest.raises(ConfigError, match="optim.schedule"):
         TrainConfig(optim=OptimConfig(schedule="linear")).validate()
+
+
+def test_fit_trains_from_python_and_writes_a_loadable_checkpoint(tiny_config, tmp_path, capsys):
+    from flashdepth.train import fit
+
+    config = load_train_config(tiny_config, [f"out_dir={tmp_path}", "steps=2", "val_every=0"])
+    init = torch.load(config.init, weights_only=True)["model"]
+    saved = fit(config)  # no subprocess, no command line
+    assert saved == tmp_path / "step_0000002.pth" and saved.is_file()
+    assert json.loads((tmp_path / "train_config.json").read_text())["steps"] == 2
+    model = flashdepth.load_model(saved)
+    assert model.config == TINY["s"]
+    trained = model.state_dict()
+    assert any(not torch.equal(init[k], trained[k]) for k in init)  # the steps did change the weights
+    meta = torch.load(saved, weights_only=True)
+    assert meta["step"] == 2 and "optimizer" in meta
+    assert "step 2 loss" in capsys.readouterr().out
+
+
+def test_world_describes_one_or_many_processes():
+    from flashdepth.train import World
+
+    assert World().size == 1 and World().main
+    with pytest.raises(flashdepth.ConfigError, match="rank=2"):
+        World(rank=2, size=2, all_reduce=print, barrier=print, wrap=print)
+    with pytest.raises(flashdepth.ConfigError, match="all_reduce"):
+        World(rank=0, size=2)  # many processes need the process group's operations
+
+
+def test_training_follows_the_device_rule_mps_included(tiny_config, monkeypatch):
+    """Training used to pick CUDA or CPU only; it now follows flashdepth.device (CUDA, MPS, CPU)."""
+    import flashdepth.device
+    import flashdepth.train.loop as loop
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(flashdepth.device, "_mps_available", lambda: True)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build_run(config, world_size, device, resume=None, log=print):
+        seen["device"] = device
+        raise Stop
+
+    monkeypatch.setattr(loop, "build_run", fake_build_run)
+    config = load_train_config(tiny_config)
+    with pytest.raises(Stop):
+        loop.fit(config)
+    assert seen["device"].type == "mps"
+    assert loop.training_precision(config, torch.device("mps")) == "bf16"  # the recipe's precision applies
+    assert loop.training_precision(config, torch.device("cpu")) == "fp32"

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import InputConfig
+from ..errors import ConfigError
 from ..data.sequence import DatasetFolder, SequenceFolder
 from ..preprocess import normalise, to_float_rgb
 
@@ -51,7 +52,8 @@ class ClipDataset(Dataset):
         self.sequences = [s for s in sequences if len(s) >= clip_length and s.has_depth]
         self.anchors = [Anchor(i, f) for i, s in enumerate(self.sequences) for f in range(len(s))]
         if not self.anchors:
-            raise ValueError(f"{name or 'dataset'}: no sequence with ground truth and at least {clip_length} frames")
+            raise ConfigError(f"{name or 'dataset'}: no sequence with ground truth and at least "
+                              f"clip_length={clip_length} frames; lower clip_length or add data")
         self.stride, self.clip_length = stride, clip_length
         self.crop, self.crop_size, self.random_stride = crop, tuple(crop_size), random_stride
         self.seed, self.epoch, self.name = seed, 0, name
