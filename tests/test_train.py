@@ -196,13 +196,24 @@ def test_clips_and_target_resampling(toy_data):
     assert resample_target(torch.zeros(2, 2), (1, 1)).item() == 0.0
 
 
-def test_non_finite_steps_are_skipped_and_reported(tiny_config, tmp_path, capsys):
-    # An infinite learning rate turns the weights non-finite after the first update; every later
-    # step then has a non-finite loss, and the guard must skip it and say so.
-    train(str(tiny_config), [f"out_dir={tmp_path}", "steps=3", "val_every=0", "save_every=0",
-                             "optim.lr_dpt=inf", "optim.warmup_steps=1"])
+def test_non_finite_steps_are_skipped_and_reported(tiny_config, tmp_path, capsys, monkeypatch):
+    # From the second step on the loss is NaN (as after a diverged update); the guard must skip
+    # those steps and say so. (An infinite learning rate did this before; it is now refused.)
+    import flashdepth.train.loop as loop
+
+    class Diverging(DepthLoss):
+        calls = 0
+
+        def forward(self, video, target):
+            Diverging.calls += 1
+            loss = super().forward(video, target)
+            return loss * float("nan") if Diverging.calls > 1 else loss
+
+    monkeypatch.setattr(loop, "DepthLoss", Diverging)
+    train(str(tiny_config), [f"out_dir={tmp_path}", "steps=3", "val_every=0", "optim.warmup_steps=1"])
     err = capsys.readouterr().err
     assert "step 1 skipped: non-finite" in err and "step 2 skipped: non-finite" in err
+    assert "step 0 skipped" not in err
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
@@ -273,3 +284,43 @@ def test_training_follows_the_device_rule_mps_included(tiny_config, monkeypatch)
     assert seen["device"].type == "mps"
     assert loop.training_precision(config, torch.device("mps")) == "bf16"  # the recipe's precision applies
     assert loop.training_precision(config, torch.device("cpu")) == "fp32"
+
+
+@pytest.mark.parametrize("override, named", [
+    ("optim.lr_vit=-1e-5", "optim.lr_vit"), ("optim.lr_dpt=nan", "optim.lr_dpt"), ("optim.lr_fusion=inf", "lr_fusion"),
+    ("steps=0", "steps"), ("steps=-3", "steps"), ("save_every=0", "save_every"), ("batch_size=0", "batch_size"),
+    ("batch_size=-2", "batch_size"), ("log_every=0", "log_every"), ("data.num_workers=-1", "data.num_workers"),
+    ("optim.betas=[0.9]", "optim.betas"), ("optim.betas=[0.9, 1.5]", "optim.betas"),
+    ("data.clip_length=0", "data.clip_length"), ("data.clip_length=1", "data.clip_length"),
+    ("val_every=-1", "val_every"), ("optim.warmup_steps=-1", "warmup_steps"), ("data.crop_size=[56]", "crop_size"),
+    ("optim.weight_decay=-0.1", "weight_decay"), ("data.strides=[0]", "data.strides"),
+])
+def test_bad_training_values_are_config_errors(tiny_config, override, named):
+    with pytest.raises(flashdepth.ConfigError, match=named.replace(".", r"\.")):
+        load_train_config(tiny_config, [override])
+
+
+def test_bad_values_exit_2_with_one_line_before_any_work(tiny_config, tmp_path, capsys):
+    from flashdepth_cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", str(tiny_config), f"out_dir={out}", "batch_size=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "batch_size=0" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("override, named", [
+    ("data.root={missing}", "data.root"),  # no such folder
+    ("data.split=nosuch", "data.split"),  # a dataset without that split
+    ("data.clip_length=20", "clip_length"),  # no sequence long enough
+    ("batch_size=64", "batch_size"),  # too few clips for one batch
+])
+def test_data_errors_leave_nothing_behind(tiny_config, tmp_path, override, named):
+    from flashdepth.train import fit
+
+    out = tmp_path / "run"
+    config = load_train_config(tiny_config, [f"out_dir={out}", override.format(missing=tmp_path / "nowhere")])
+    with pytest.raises(flashdepth.ConfigError, match=named):
+        fit(config)
+    assert not out.exists()  # no train_config.json, no checkpoint

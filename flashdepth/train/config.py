@@ -7,6 +7,7 @@ stage-2 Full).
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,11 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{key}={value!r} must be >= {low}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -36,6 +42,23 @@ class DataConfig:
     val_preset: str = "base"
     val_max_frames: int = 0  # 0 = every frame of each validation sequence
     num_workers: int = 2
+
+    def validate(self) -> "DataConfig":
+        _at_least("data.clip_length", self.clip_length, 2)  # a clip is a window of frames with a stride
+        _at_least("data.num_workers", self.num_workers, 0)
+        _at_least("data.val_max_frames", self.val_max_frames, 0)
+        if not self.datasets:
+            raise ConfigError("data.datasets is empty; name at least one converted training dataset")
+        if len(self.crop_size) != 2 or any(s < 14 or s % 14 for s in self.crop_size):
+            raise ConfigError(f"data.crop_size={list(self.crop_size)} must be [H, W], positive multiples of 14 "
+                              "(e.g. [518, 518])")
+        if self.strides and len(self.strides) != len(self.datasets):
+            raise ConfigError(f"data.strides has {len(self.strides)} entries for {len(self.datasets)} datasets")
+        for i, stride in enumerate(self.strides):
+            _at_least(f"data.strides[{i}]", stride, 1)
+        if self.crop not in ("center", "random"):
+            raise ConfigError(f"data.crop={self.crop!r}; use 'center' or 'random'")
+        return self
 
     def stride_of(self, i: int) -> int:
         if self.strides:
@@ -56,6 +79,18 @@ class OptimConfig:
     schedule: str = "constant"  # after warm-up: "constant", or "cosine" (down to 0 at the last step)
     grad_clip: float = 0.0  # 0 = no clipping
 
+    def validate(self) -> "OptimConfig":
+        for key in ("lr_vit", "lr_dpt", "lr_temporal", "lr_fusion", "weight_decay", "grad_clip"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"optim.{key}={value!r} must be a finite number >= 0")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas={list(self.betas)} must be two numbers in [0, 1), e.g. [0.9, 0.95]")
+        _at_least("optim.warmup_steps", self.warmup_steps, 0)
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"optim.schedule={self.schedule!r}; use 'constant' or 'cosine'")
+        return self
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -68,7 +103,7 @@ class TrainConfig:
     steps: int = 100_000
     batch_size: int = 4  # clips per process
     loss: str = "l1"  # "l1" on disparity x100, or "ssi" (scale-and-shift invariant)
-    precision: str = "bf16"  # autocast dtype on CUDA; CPU always runs fp32
+    precision: str = "bf16"  # autocast dtype on CUDA and MPS; CPU always runs fp32
     grad_checkpointing: bool = True
     seed: int = 0
     out_dir: str = "runs/flashdepth"
@@ -80,16 +115,14 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def validate(self) -> "TrainConfig":
+        """Every value checked before any work: a bad one is a ConfigError naming it and the fix."""
+        for key in ("steps", "batch_size", "log_every", "save_every"):
+            _at_least(key, getattr(self, key), 1)
+        _at_least("val_every", self.val_every, 0)
+        self.data.validate()
+        self.optim.validate()
         if self.loss not in ("l1", "ssi"):
             raise ConfigError(f"loss={self.loss!r}; use 'l1' or 'ssi'")
-        if self.data.crop not in ("center", "random"):
-            raise ConfigError(f"data.crop={self.data.crop!r}; use 'center' or 'random'")
-        if any(s % 14 for s in self.data.crop_size):
-            raise ConfigError(f"data.crop_size={self.data.crop_size} must be multiples of 14")
-        if self.data.strides and len(self.data.strides) != len(self.data.datasets):
-            raise ConfigError(f"data.strides has {len(self.data.strides)} entries for {len(self.data.datasets)} datasets")
-        if self.optim.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"optim.schedule={self.optim.schedule!r}; use 'constant' or 'cosine'")
         if self.precision not in ("bf16", "fp16", "fp32"):
             raise ConfigError(f"precision={self.precision!r}; use bf16, fp16 or fp32")
         return self
