@@ -324,3 +324,43 @@ def test_data_errors_leave_nothing_behind(tiny_config, tmp_path, override, named
     with pytest.raises(flashdepth.ConfigError, match=named):
         fit(config)
     assert not out.exists()  # no train_config.json, no checkpoint
+
+
+def test_training_choices_are_tables_read_by_check_and_dispatch(monkeypatch, toy_data):
+    """A row added to a choice table is accepted by the config check and acted on by the code that
+    dispatches on it, with no other change; an unknown name lists the valid ones."""
+    from flashdepth.train import choices, warmup_schedule
+    from flashdepth.train.config import DataConfig, OptimConfig, TrainConfig
+
+    for key, bad, table in (("loss", TrainConfig(loss="l2"), choices.LOSSES),
+                            ("data.crop", TrainConfig(data=DataConfig(crop="corner")), choices.CROPS),
+                            ("optim.schedule", TrainConfig(optim=OptimConfig(schedule="linear")), choices.SCHEDULES),
+                            ("precision", TrainConfig(precision="fp8"), choices.PRECISIONS)):
+        with pytest.raises(flashdepth.ConfigError, match=key) as info:
+            bad.validate()
+        assert all(name in str(info.value) for name in table)
+
+    # loss: a probe row whose alignment doubles the prediction
+    monkeypatch.setitem(choices.LOSSES, "double", choices.Loss("double", "probe", lambda p, g, v: 2 * p))
+    TrainConfig(loss="double").validate()
+
+    class Fixed(torch.nn.Module):
+        def forward_sequence(self, video):
+            return torch.full((1, 1, 2, 2), 3.0), None
+
+    target = torch.full((1, 1, 2, 2), 0.01)  # x100 = 1
+    assert DepthLoss(Fixed(), "double")(None, target).item() == pytest.approx(5.0)  # |2 * 3 - 1|
+    # schedule: a probe row that halves the rate after warm-up
+    monkeypatch.setitem(choices.SCHEDULES, "half", choices.Schedule("half", "probe", lambda progress: 0.5))
+    TrainConfig(optim=OptimConfig(schedule="half")).validate()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_schedule(optimizer, 1, "half", 10)
+    optimizer.step()
+    schedule.step()
+    assert optimizer.param_groups[0]["lr"] == 0.5
+    # crop: a probe row that takes the top-left corner of the frame at its own size
+    monkeypatch.setitem(choices.CROPS, "corner", choices.Crop("corner", "probe", lambda h, w, th, tw, rng: ((h, w), (0, 0))))
+    TrainConfig(data=DataConfig(crop="corner")).validate()
+    corner = ClipDataset.from_folder(toy_data / "toy", "train", stride=1, clip_length=3, crop="corner", crop_size=(56, 70))
+    full = ClipDataset.from_folder(toy_data / "toy", "train", stride=1, clip_length=3, crop="center", crop_size=(70, 98))
+    assert torch.equal(corner[0][1], full[0][1][:, :56, :70])  # the same frames, cut at (0, 0)

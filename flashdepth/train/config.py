@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 from ..config import ModelConfig, from_dict, to_plain
 from ..data.datasets import DATASETS
 from ..errors import ConfigError
+from .choices import CROPS, LOSSES, PRECISIONS, SCHEDULES, choose
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,7 +35,7 @@ class DataConfig:
     strides: tuple[int, ...] = ()  # one per dataset; empty = each dataset's published stride
     random_stride: bool = False  # draw the stride of each clip from 1..stride (off in the paper's code)
     clip_length: int = 5
-    crop: str = "center"  # "center": cover-resize + centre crop (stage 1); "random": one random crop per clip
+    crop: str = "center"  # a row of choices.CROPS: "center" (stage 1) or "random" (one random crop per clip)
     crop_size: tuple[int, int] = (518, 518)  # (H, W), multiples of 14
     split: str = "train"
     val_datasets: tuple[str, ...] = ("sintel", "waymo")
@@ -56,8 +57,7 @@ class DataConfig:
             raise ConfigError(f"data.strides has {len(self.strides)} entries for {len(self.datasets)} datasets")
         for i, stride in enumerate(self.strides):
             _at_least(f"data.strides[{i}]", stride, 1)
-        if self.crop not in ("center", "random"):
-            raise ConfigError(f"data.crop={self.crop!r}; use 'center' or 'random'")
+        choose(CROPS, self.crop, "data.crop")
         return self
 
     def stride_of(self, i: int) -> int:
@@ -76,7 +76,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.01
     warmup_steps: int = 1000
-    schedule: str = "constant"  # after warm-up: "constant", or "cosine" (down to 0 at the last step)
+    schedule: str = "constant"  # a row of choices.SCHEDULES: "constant", or "cosine" (down to 0 at the last step)
     grad_clip: float = 0.0  # 0 = no clipping
 
     def validate(self) -> "OptimConfig":
@@ -87,8 +87,7 @@ class OptimConfig:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"optim.betas={list(self.betas)} must be two numbers in [0, 1), e.g. [0.9, 0.95]")
         _at_least("optim.warmup_steps", self.warmup_steps, 0)
-        if self.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"optim.schedule={self.schedule!r}; use 'constant' or 'cosine'")
+        choose(SCHEDULES, self.schedule, "optim.schedule")
         return self
 
 
@@ -102,8 +101,8 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed
     steps: int = 100_000
     batch_size: int = 4  # clips per process
-    loss: str = "l1"  # "l1" on disparity x100, or "ssi" (scale-and-shift invariant)
-    precision: str = "bf16"  # autocast dtype on CUDA and MPS; CPU always runs fp32
+    loss: str = "l1"  # a row of choices.LOSSES: "l1" on disparity x100, or "ssi" (scale-and-shift invariant)
+    precision: str = "bf16"  # a row of choices.PRECISIONS, on CUDA and MPS; CPU always runs fp32
     grad_checkpointing: bool = True
     seed: int = 0
     out_dir: str = "runs/flashdepth"
@@ -121,10 +120,8 @@ class TrainConfig:
         _at_least("val_every", self.val_every, 0)
         self.data.validate()
         self.optim.validate()
-        if self.loss not in ("l1", "ssi"):
-            raise ConfigError(f"loss={self.loss!r}; use 'l1' or 'ssi'")
-        if self.precision not in ("bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision={self.precision!r}; use bf16, fp16 or fp32")
+        choose(LOSSES, self.loss, "loss")
+        choose(PRECISIONS, self.precision, "precision")
         return self
 
     def to_dict(self) -> dict:

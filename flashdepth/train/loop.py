@@ -30,6 +30,7 @@ from ..device import autocast, resolve_device, resolve_precision
 from ..errors import ConfigError, DatasetFormatError
 from ..models import FlashDepth
 from ..weights import detect_variant, read_checkpoint, save_checkpoint
+from .choices import PRECISIONS, choose
 from .config import TrainConfig
 from .data import make_train_datasets
 from .loss import DepthLoss
@@ -108,8 +109,8 @@ def digest(model: torch.nn.Module) -> str:
 def training_precision(config: TrainConfig, device: torch.device) -> str:
     """The precision a step runs in: the recipe's on an accelerator (CUDA, MPS), fp32 on CPU
     (the recipes' bf16 is for GPUs; CPU autocast would only slow a CPU run down)."""
-    precision = resolve_precision(config.precision, device)
-    return "fp32" if device.type == "cpu" else precision
+    precision = choose(PRECISIONS, config.precision, "precision").name
+    return "fp32" if device.type == "cpu" else resolve_precision(precision, device)
 
 
 @dataclass
@@ -277,7 +278,7 @@ def fit(config: TrainConfig, resume: Optional[str | Path] = None, world: Optiona
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"training {model.config.name}: {trainable:,} trainable parameters ({len(run.frozen)} tensors frozen), "
         f"{world.size} process(es), datasets {', '.join(f'{d.name} ({len(d)} clips)' for d in datasets)}")
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if PRECISIONS[precision].loss_scaling else None
     digests = None
     if config.check_sync:  # one digest file per run (a resume starts its own), so runs never mix
         out.mkdir(parents=True, exist_ok=True)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import math
-
 import torch
 
 from ..errors import ConfigError
 from ..models import FlashDepth
 from ..registry import get_config
 from ..weights import check_fit, model_from_checkpoint, read_checkpoint
+from .choices import SCHEDULES, choose
 from .config import TrainConfig
 
 
@@ -94,15 +93,11 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, schedul
     """Linear warm-up from lr/warmup to lr over ``warmup_steps``, then constant, or (``cosine``)
     a half cosine from lr down to 0 at ``total_steps`` (a cool-down: constant-rate training ends
     on a noisy iterate; the decay averages it out)."""
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule={schedule!r}; use 'constant' or 'cosine'")
+    after_warmup = choose(SCHEDULES, schedule, "optim.schedule").after_warmup
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
-        if schedule == "constant":
-            return 1.0
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return after_warmup((step - warmup_steps) / max(1, total_steps - warmup_steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
