@@ -364,3 +364,26 @@ def test_training_choices_are_tables_read_by_check_and_dispatch(monkeypatch, toy
     corner = ClipDataset.from_folder(toy_data / "toy", "train", stride=1, clip_length=3, crop="corner", crop_size=(56, 70))
     full = ClipDataset.from_folder(toy_data / "toy", "train", stride=1, clip_length=3, crop="center", crop_size=(70, 98))
     assert torch.equal(corner[0][1], full[0][1][:, :56, :70])  # the same frames, cut at (0, 0)
+
+
+def test_exactly_the_unused_parameters_are_frozen_by_design():
+    """Autograd is the oracle: with nothing frozen, the parameters one backward leaves without a
+    gradient are exactly frozen_by_design's; so with the teacher unfrozen, every trainable
+    parameter gets a gradient (DDP's unused-parameter error cannot happen)."""
+    from flashdepth.train import frozen_by_design
+    from flashdepth.train.setup import apply_freezing
+
+    model = randomize(FlashDepth(TINY["full"]), seed=0)
+    model.requires_grad_(True)
+    model.train()
+    video = torch.randn(1, 2, 3, 56, 70, generator=torch.Generator().manual_seed(0))
+    target = torch.rand(1, 2, 56, 70, generator=torch.Generator().manual_seed(1)) * 0.1 + 0.01
+    DepthLoss(model)(video, target).backward()
+    unused = {n for n, p in model.named_parameters() if p.grad is None}
+    assert unused == set(frozen_by_design(model))
+    assert any(n.startswith("teacher_model.depth_head.") for n in unused)  # the teacher's unused levels
+    model.zero_grad(set_to_none=True)
+    apply_freezing(model, ())  # the teacher itself is trained too
+    DepthLoss(model)(video, target).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing and any(p.requires_grad for n, p in model.named_parameters() if n.startswith("teacher_model."))

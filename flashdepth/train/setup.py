@@ -59,9 +59,9 @@ def frozen_by_design(model: FlashDepth) -> list[str]:
                 "hybrid_fusion.blocks.0.0."):
             names.append(name)
         elif name.startswith("teacher_model.depth_head.") and not any(
-                k in name for k in ("projects.2.", "projects.3.", "resize_layers.3.", "layer3_rn", "layer4_rn",
-                                    "refinenet4.resConfUnit2.", "refinenet4.out_conv.")):
-            names.append(name)
+                k in name for k in ("projects.3.", "resize_layers.3.", "layer4_rn", "refinenet4.resConfUnit2.",
+                                    "refinenet4.out_conv.")):
+            names.append(name)  # the teacher computes level 4 only (refinenet4 sizes path_4 from the grid)
     return names
 
 
