@@ -126,13 +126,22 @@ def test_two_process_gloo_keeps_ranks_identical(tiny_config, tmp_path):
     env["PYTHONPATH"] = str(HERE.parent)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "flashdepth_cli", "train", str(tiny_config), f"out_dir={out}", "check_sync=true", "steps=3",
-           "val_every=0", "batch_size=1"]
+           "val_every=3", "data.val_split=train", "data.val_max_frames=2", "batch_size=1"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [(out / f"digests-rank{r}.txt").read_text().split("\n") for r in (0, 1)]
     assert ranks[0] == ranks[1] and len([l for l in ranks[0] if l]) == 3
     assert len({l.split()[1] for l in ranks[0] if l}) == 3  # the parameters did change every step
     assert "2 process(es)" in result.stdout
+    # validation ran on both ranks, sharded, and the all-reduced means are those of one process
+    from flashdepth.train import validate
+
+    lines = [l for l in result.stdout.splitlines() if "val toy" in l]
+    assert len(lines) == 1 and "(3 sequences)" in lines[0]
+    config = load_train_config(tiny_config, ["data.val_split=train", "data.val_max_frames=2"])
+    alone = validate(flashdepth.load_model(out / "step_0000003.pth"), config, flashdepth.train.World(),
+                     torch.device("cpu"), "fp32", 3, log=lambda message: None)
+    assert f"AbsRel {alone['toy']['abs_rel']:.4f} delta1 {alone['toy']['delta1']:.4f}" in lines[0]
 
 
 def test_tiny_model_overfits_one_clip():
@@ -387,3 +396,54 @@ def test_exactly_the_unused_parameters_are_frozen_by_design():
     DepthLoss(model)(video, target).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing and any(p.requires_grad for n, p in model.named_parameters() if n.startswith("teacher_model."))
+
+
+def test_validation_is_sharded_over_ranks_and_reduced(tiny_config, monkeypatch):
+    """Two ranks (threads sharing an all-reduce) each score their own sequences, never wait at a
+    barrier, and both get the means a single process gets."""
+    import threading
+
+    import flashdepth.evaluate
+    from flashdepth.train import World, validate
+
+    config = load_train_config(tiny_config, ["data.val_split=train", "data.val_max_frames=2"])
+    model = flashdepth.load_model(config.init)
+    real, seen = flashdepth.evaluate.evaluate_sequence, {0: [], 1: []}
+    rank_of = threading.local()
+
+    def recording(session, seq, opts):
+        seen[rank_of.rank].append(seq.path.name)
+        return real(session, seq, opts)
+
+    monkeypatch.setattr(flashdepth.evaluate, "evaluate_sequence", recording)
+    rank_of.rank = 0
+    alone = validate(model, config, World(), torch.device("cpu"), "fp32", 1, log=lambda m: None)
+    seen[0].clear()
+    meeting, parts, barriers = threading.Barrier(2), {}, []
+
+    def all_reduce(tensor):
+        parts[rank_of.rank] = tensor.clone()
+        meeting.wait()
+        tensor.copy_(parts[0] + parts[1])
+        meeting.wait()
+
+    results = {}
+
+    def rank(r):
+        rank_of.rank = r
+        copy = flashdepth.load_model(config.init)
+        world = World(rank=r, size=2, all_reduce=all_reduce, barrier=lambda: barriers.append(r), wrap=lambda m: m)
+        results[r] = validate(copy, config, world, torch.device("cpu"), "fp32", 1, log=lambda m: None)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert seen[0] and seen[1] and not set(seen[0]) & set(seen[1])  # disjoint shares ...
+    assert sorted(seen[0] + seen[1]) == ["seq0", "seq1", "seq2"]  # ... covering every sequence
+    assert not barriers
+    for r in (0, 1):
+        assert results[r]["toy"]["sequences"] == 3
+        assert results[r]["toy"]["abs_rel"] == pytest.approx(alone["toy"]["abs_rel"], rel=1e-5)
+        assert results[r]["toy"]["delta1"] == pytest.approx(alone["toy"]["delta1"], rel=1e-5)
