@@ -43,7 +43,7 @@ class CompiledRunner:
 
         self.model = model
         self.config = model.config
-        self.compiled = torch.compile(model.run_frames, mode=mode, dynamic=False)
+        self.compiled = WarnPastRecompileLimit(torch.compile(model.run_frames, mode=mode, dynamic=False))
 
     def min_input_size(self) -> int:
         return self.model.min_input_size()
@@ -64,6 +64,33 @@ class CompiledRunner:
         depth, ssm = self.compiled(video, None if state is None else state.ssm)
         new_state = None if ssm is None else StreamState(ssm, (0 if state is None else state.frames) + 1)
         return depth[:, 0], new_state
+
+
+class WarnPastRecompileLimit:
+    """Calls a ``torch.compile(dynamic=False)`` function and warns, once, when its inputs' shapes
+    (and whether a state is given) have taken more distinct forms than torch's recompile limit
+    (``torch._dynamo.config.recompile_limit``, 8): past it, torch runs new forms uncompiled
+    (eager) and says so only in its logs."""
+
+    def __init__(self, compiled: Callable):
+        self.compiled, self.forms, self.warned = compiled, set(), False
+
+    def __call__(self, video, ssm=None):
+        form = (tuple(video.shape), None if ssm is None else tuple(tuple(t.shape) for t in ssm))
+        if form not in self.forms:
+            self.forms.add(form)
+            import torch._dynamo
+
+            limit = getattr(torch._dynamo.config, "recompile_limit", None) or torch._dynamo.config.cache_size_limit
+            if len(self.forms) > limit and not self.warned:
+                import warnings
+
+                self.warned = True
+                warnings.warn(f"backend 'compile': {len(self.forms)} frame sizes / batch shapes were compiled, more than "
+                              f"torch's recompile limit ({limit}); new ones now run uncompiled (eager, slower). Keep to "
+                              "fewer frame sizes (a fixed resolution), or raise torch._dynamo.config.recompile_limit",
+                              RuntimeWarning, stacklevel=3)
+        return self.compiled(video, ssm)
 
 
 def _compiled(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device"):
