@@ -447,3 +447,64 @@ def test_validation_is_sharded_over_ranks_and_reduced(tiny_config, monkeypatch):
         assert results[r]["toy"]["sequences"] == 3
         assert results[r]["toy"]["abs_rel"] == pytest.approx(alone["toy"]["abs_rel"], rel=1e-5)
         assert results[r]["toy"]["delta1"] == pytest.approx(alone["toy"]["delta1"], rel=1e-5)
+
+
+def _guarded_run(fused: bool):
+    from flashdepth.train import build_optimizer, warmup_schedule
+    from flashdepth.train.config import OptimConfig, TrainConfig
+    from flashdepth.train.loop import GuardedStep, TrainRun
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.depth_head = torch.nn.Linear(4, 1)  # one parameter group ("depth_head.")
+    config = TrainConfig(optim=OptimConfig(lr_dpt=0.1, warmup_steps=0, grad_clip=1.0))
+    optimizer = build_optimizer(model, config, fused=fused)
+    run = TrainRun(model, optimizer, warmup_schedule(optimizer, 0), 0, [])
+    return model, GuardedStep(run, config)
+
+
+def _step_loss(model, kind: str):
+    x = torch.linspace(-1, 1, 8).reshape(2, 4)
+    loss = model.depth_head(x).square().mean()
+    if kind == "nan loss":
+        return loss * float("nan")
+    if kind == "nan gradient":  # a finite loss whose gradient is not: d sqrt(z) / dz at z = 0
+        w = model.depth_head.weight
+        return loss + 0.0 * torch.sqrt((w - w.detach()).sum())
+    return loss
+
+
+def test_guarded_step_skips_on_a_device_flag_like_the_host_checked_reference(monkeypatch, capsys):
+    """The fused path skips non-finite steps from a flag the optimizer's kernel reads (no host
+    sync per step); the reference reads the flag on the host. Same decisions, same weights,
+    the same report, made once per logging interval."""
+    kinds = ["ok", "nan loss", "nan gradient", "ok"]
+    results = {}
+    for fused in (True, False):
+        model, step = _guarded_run(fused)
+        assert step.on_device == fused
+        history = []
+        for i, kind in enumerate(kinds):
+            before = [p.detach().clone() for p in model.parameters()]
+            loss = _step_loss(model, kind)
+            if fused:  # nothing in the step may wait for the device
+                def no_sync(*args, **kwargs):
+                    raise AssertionError("host sync inside a step")
+
+                with monkeypatch.context() as m:
+                    for name in ("item", "tolist", "__bool__", "cpu"):
+                        m.setattr(torch.Tensor, name, no_sync)
+                    step(loss, i)
+            else:
+                step(loss, i)
+            changed = any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+            history.append(changed)
+        steps_taken = {float(s["step"]) for s in step.run.optimizer.state.values()}
+        results[fused] = (history, step.report(), [p.detach().clone() for p in model.parameters()], steps_taken)
+    err = capsys.readouterr().err
+    for fused in (True, False):
+        history, skipped, _, steps_taken = results[fused]
+        assert history == [True, False, False, True]  # a skipped step leaves the weights as they were
+        assert skipped == [1, 2] and steps_taken == {2.0}  # and does not count as an Adam step
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[True][2], results[False][2]))
+    assert err.count("step 1 skipped: non-finite loss") == 2 and err.count("step 2 skipped: non-finite gradient") == 2

@@ -156,7 +156,10 @@ def build_run(config: TrainConfig, world_size: int, device: torch.device, resume
     scheduler = warmup_schedule(optimizer, config.optim.warmup_steps, config.optim.schedule, config.steps)
     start = 0
     if meta is not None:
+        fused = optimizer.defaults["fused"]
         optimizer.load_state_dict(meta["optimizer"])
+        for group in optimizer.param_groups:  # the saved groups carry the saving run's kernel choice
+            group["fused"], group["foreach"] = fused, None
         scheduler.load_state_dict(meta["scheduler"])
         start = int(meta["step"])
         log(f"resumed from {resume} at step {start}")
@@ -184,30 +187,58 @@ def _train_sources(config: TrainConfig, world: World, input_config, pin_memory: 
     return datasets, sources
 
 
-def optimizer_step(run: TrainRun, loss: torch.Tensor, config: TrainConfig, scaler, rank: int, step: int) -> None:
-    """Backward, clip, and step unless the loss or the gradient is not finite (then say so)."""
-    optimizer = run.optimizer
-    optimizer.zero_grad(set_to_none=True)
-    (scaler.scale(loss) if scaler else loss).backward()
-    if scaler:
-        scaler.unscale_(optimizer)
-    params = [p for p in run.model.parameters() if p.grad is not None]
-    max_norm = config.optim.grad_clip if config.optim.grad_clip > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-    # Gradients are all-reduced, so every process sees the same norm and takes the same decision.
-    if not torch.isfinite(loss.detach()) or not torch.isfinite(grad_norm):
-        what = "loss" if not torch.isfinite(loss.detach()) else "gradient"
-        print(f"rank {rank}: step {step} skipped: non-finite {what} (loss {loss.item():.4g}, grad norm "
-              f"{grad_norm.item():.4g})", file=sys.stderr, flush=True)
+class GuardedStep:
+    """Backward, clip, and step unless the loss or the gradient is not finite (then say so).
+
+    The decision is a flag on the device. With a fused AdamW (the fast path, chosen once by
+    :func:`~flashdepth.train.setup.build_optimizer`) the optimizer's kernel reads the flag
+    itself (``found_inf``: parameters, moments and step counts are left as they were), so the
+    host never waits for the device; with any other optimizer (the reference) the host reads
+    the flag every step. Either way skipped steps are reported by :meth:`report`, which the
+    loop calls at its logging interval: one read of the device per interval, not per step.
+    Gradients are all-reduced before the norm is taken, so every process decides alike.
+    """
+
+    def __init__(self, run: TrainRun, config: TrainConfig, scaler=None, rank: int = 0):
+        self.run, self.scaler, self.rank = run, scaler, rank
+        self.max_norm = config.optim.grad_clip if config.optim.grad_clip > 0 else math.inf
+        self.on_device = all(group.get("fused") for group in run.optimizer.param_groups)
+        self.pending: list[tuple[int, torch.Tensor]] = []  # (step, (3,) [skipped, loss, grad norm])
+
+    def __call__(self, loss: torch.Tensor, step: int) -> None:
+        optimizer, scaler = self.run.optimizer, self.scaler
         optimizer.zero_grad(set_to_none=True)
+        (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
-            scaler.update()
-    elif scaler:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    run.scheduler.step()
+            scaler.unscale_(optimizer)
+        params = [p for p in self.run.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.max_norm)  # () on the device
+        loss = loss.detach().float()  # ()
+        skip = (~torch.isfinite(loss) | ~torch.isfinite(grad_norm)).float()  # () 1.0 = skip this step
+        self.pending.append((step, torch.stack([skip, loss, grad_norm.float()])))
+        if self.on_device:
+            optimizer.found_inf = skip  # the fused kernel leaves everything as it was where this is 1
+            optimizer.step()
+        elif not skip.item():
+            optimizer.step()
+        if scaler:
+            scaler.update()  # lowers the scale after an overflow (the check unscale_ recorded)
+        self.run.scheduler.step()
+
+    def report(self) -> list[int]:
+        """Say which steps since the last report were skipped (on stderr) and return them."""
+        if not self.pending:
+            return []
+        values = torch.stack([v for _, v in self.pending]).tolist()  # (n, 3): one wait for the device
+        skipped = []
+        for (step, _), (skip, loss, grad_norm) in zip(self.pending, values):
+            if skip:
+                what = "loss" if not math.isfinite(loss) else "gradient"
+                print(f"rank {self.rank}: step {step} skipped: non-finite {what} (loss {loss:.4g}, grad norm "
+                      f"{grad_norm:.4g})", file=sys.stderr, flush=True)
+                skipped.append(step)
+        self.pending.clear()
+        return skipped
 
 
 def validate(model: FlashDepth, config: TrainConfig, world: World, device: torch.device, precision: str,
@@ -283,6 +314,7 @@ def fit(config: TrainConfig, resume: Optional[str | Path] = None, world: Optiona
     if config.check_sync:  # one digest file per run (a resume starts its own), so runs never mix
         out.mkdir(parents=True, exist_ok=True)
         digests = open(out / f"digests-rank{world.rank}.txt", "w")
+    guarded_step = GuardedStep(run, config, scaler, world.rank)
     saved = None
     t0, done = time.perf_counter(), 0
     try:
@@ -292,13 +324,14 @@ def fit(config: TrainConfig, resume: Optional[str | Path] = None, world: Optiona
             video, target = video.to(device, non_blocking=True), target.to(device, non_blocking=True)
             with autocast(device, precision):
                 loss = step_fn(video, target)  # ()
-            optimizer_step(run, loss, config, scaler, world.rank, step)
+            guarded_step(loss, step)
             done += 1
             n = step + 1
             if digests is not None:
                 digests.write(f"{n} {digest(model)}\n")
                 digests.flush()
             if n % config.log_every == 0 or n == config.steps:
+                guarded_step.report()
                 _log_loss(loss, world, say, n, datasets[which].name, run.optimizer, done / (time.perf_counter() - t0))
             if config.save_every and (n % config.save_every == 0 or n == config.steps) and world.main:
                 saved = save_checkpoint(model, out / f"step_{n:07d}.pth", optimizer=run.optimizer.state_dict(),
@@ -308,6 +341,7 @@ def fit(config: TrainConfig, resume: Optional[str | Path] = None, world: Optiona
             if config.val_every and n % config.val_every == 0:
                 validate(model, config, world, device, precision, n, say)
     finally:
+        guarded_step.report()
         if digests is not None:
             digests.close()
     world.barrier()  # no process tears the group down while another still uses it

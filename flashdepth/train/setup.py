@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 
@@ -78,14 +78,25 @@ GROUPS = (("pretrained.", "lr_vit"), ("depth_head.", "lr_dpt"), ("mamba.", "lr_t
           ("hybrid_fusion.", "lr_fusion"), ("teacher_model.", "lr_vit"))
 
 
-def build_optimizer(model: FlashDepth, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the published per-part learning rates; frozen parameters are left out."""
+def build_optimizer(model: FlashDepth, config: TrainConfig, fused: Optional[bool] = None) -> torch.optim.AdamW:
+    """AdamW with the published per-part learning rates; frozen parameters are left out.
+
+    ``fused``: torch's fused AdamW, which can skip a step on a device-side flag (``found_inf``)
+    without the host waiting for the device; None = fused wherever torch has the kernel for the
+    parameters' device and dtype, else the multi-tensor reference (decided here, once).
+    """
     groups = []
     for prefix, key in GROUPS:
         params = [p for n, p in model.named_parameters() if n.startswith(prefix) and p.requires_grad]
         if params:
             groups.append({"params": params, "lr": getattr(config.optim, key), "name": prefix.rstrip(".")})
-    return torch.optim.AdamW(groups, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)
+    options = dict(betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)
+    if fused is None:
+        try:
+            return torch.optim.AdamW(groups, fused=True, **options)
+        except RuntimeError:  # no fused kernel for this device or dtype
+            return torch.optim.AdamW(groups, fused=False, **options)
+    return torch.optim.AdamW(groups, fused=fused, **options)
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, schedule: str = "constant",
