@@ -508,3 +508,29 @@ def test_guarded_step_skips_on_a_device_flag_like_the_host_checked_reference(mon
         assert skipped == [1, 2] and steps_taken == {2.0}  # and does not count as an Adam step
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(results[True][2], results[False][2]))
     assert err.count("step 1 skipped: non-finite loss") == 2 and err.count("step 2 skipped: non-finite gradient") == 2
+
+
+def test_batches_are_pinned_for_cuda_only(tiny_config, monkeypatch):
+    """Pinned batches let the copy to a CUDA device overlap (non_blocking); elsewhere they would only cost."""
+    import types
+
+    import flashdepth.train.loop as loop
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_sources(config, world, input_config, pin_memory):
+        seen.append(pin_memory)
+        raise Stop
+
+    fake_run = types.SimpleNamespace(model=types.SimpleNamespace(config=types.SimpleNamespace(input=None)))
+    monkeypatch.setattr(loop, "build_run", lambda *a, **k: fake_run)
+    monkeypatch.setattr(loop, "_train_sources", fake_sources)
+    config = load_train_config(tiny_config)
+    for device in ("cuda", "cpu", "mps"):
+        monkeypatch.setattr(loop, "resolve_device", lambda requested, device=device: torch.device(device))
+        with pytest.raises(Stop):
+            loop.fit(config)
+    assert seen == [True, False, False]
