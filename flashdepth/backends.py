@@ -56,7 +56,7 @@ class CompiledRunner:
         self.model = model
         self.config = model.config
         self.copy_out = mode == "reduce-overhead"
-        self.compiled = torch.compile(model.run_frames, mode=mode, dynamic=False)
+        self.compiled = WarnPastRecompileLimit(torch.compile(model.run_frames, mode=mode, dynamic=False))
 
     def min_input_size(self) -> int:
         return self.model.min_input_size()
@@ -86,6 +86,33 @@ class CompiledRunner:
             depth = depth.clone()
             ssm = None if ssm is None else tuple(s.clone() for s in ssm)
         return depth, StreamState.advance(state, ssm)
+
+
+class WarnPastRecompileLimit:
+    """Calls a ``torch.compile(dynamic=False)`` function and warns, once, when its inputs' shapes
+    (and whether a state is given) have taken more distinct forms than torch's recompile limit
+    (``torch._dynamo.config.recompile_limit``, 8): past it, torch runs new forms uncompiled
+    (eager) and says so only in its logs."""
+
+    def __init__(self, compiled: Callable):
+        self.compiled, self.forms, self.warned = compiled, set(), False
+
+    def __call__(self, video, ssm=None):
+        form = (tuple(video.shape), None if ssm is None else tuple(tuple(t.shape) for t in ssm))
+        if form not in self.forms:
+            self.forms.add(form)
+            import torch._dynamo
+
+            limit = getattr(torch._dynamo.config, "recompile_limit", None) or torch._dynamo.config.cache_size_limit
+            if len(self.forms) > limit and not self.warned:
+                import warnings
+
+                self.warned = True
+                warnings.warn(f"backend 'compile': {len(self.forms)} frame sizes / batch shapes were compiled, more than "
+                              f"torch's recompile limit ({limit}); new ones now run uncompiled (eager, slower). Keep to "
+                              "fewer frame sizes (a fixed resolution), or raise torch._dynamo.config.recompile_limit",
+                              RuntimeWarning, stacklevel=3)
+        return self.compiled(video, ssm)
 
 
 def _compiled(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":

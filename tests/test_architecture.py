@@ -28,8 +28,8 @@ PARTS = {
     "viewer": (5, ("flashdepth.viewer",)),
     "evaluate": (5, ("flashdepth.evaluate",)),
     "bench": (5, ("flashdepth.bench",)),
-    "train": (5, ("flashdepth.train",)),
     "batch": (6, ("flashdepth.batch",)),
+    "train": (6, ("flashdepth.train",)),  # validation uses the evaluation protocol (layer 5)
     "demo": (6, ("flashdepth.demo",)),
     "cli": (7, ("flashdepth_cli",)),
 }

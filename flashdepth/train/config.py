@@ -7,6 +7,7 @@ stage-2 Full).
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,17 @@ from typing import Any, Optional, Sequence
 from ..config import ModelConfig, from_dict, to_plain
 from ..data.datasets import DATASETS
 from ..errors import ConfigError
+from .choices import CROPS, LOSSES, PRECISIONS, SCHEDULES, choose
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{key}={value!r} must be >= {low}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -28,7 +35,7 @@ class DataConfig:
     strides: tuple[int, ...] = ()  # one per dataset; empty = each dataset's published stride
     random_stride: bool = False  # draw the stride of each clip from 1..stride (off in the paper's code)
     clip_length: int = 5
-    crop: str = "center"  # "center": cover-resize + centre crop (stage 1); "random": one random crop per clip
+    crop: str = "center"  # a row of choices.CROPS: "center" (stage 1) or "random" (one random crop per clip)
     crop_size: tuple[int, int] = (518, 518)  # (H, W), multiples of 14
     split: str = "train"
     val_datasets: tuple[str, ...] = ("sintel", "waymo")
@@ -36,6 +43,22 @@ class DataConfig:
     val_preset: str = "base"
     val_max_frames: int = 0  # 0 = every frame of each validation sequence
     num_workers: int = 2
+
+    def validate(self) -> "DataConfig":
+        _at_least("data.clip_length", self.clip_length, 2)  # a clip is a window of frames with a stride
+        _at_least("data.num_workers", self.num_workers, 0)
+        _at_least("data.val_max_frames", self.val_max_frames, 0)
+        if not self.datasets:
+            raise ConfigError("data.datasets is empty; name at least one converted training dataset")
+        if len(self.crop_size) != 2 or any(s < 14 or s % 14 for s in self.crop_size):
+            raise ConfigError(f"data.crop_size={list(self.crop_size)} must be [H, W], positive multiples of 14 "
+                              "(e.g. [518, 518])")
+        if self.strides and len(self.strides) != len(self.datasets):
+            raise ConfigError(f"data.strides has {len(self.strides)} entries for {len(self.datasets)} datasets")
+        for i, stride in enumerate(self.strides):
+            _at_least(f"data.strides[{i}]", stride, 1)
+        choose(CROPS, self.crop, "data.crop")
+        return self
 
     def stride_of(self, i: int) -> int:
         if self.strides:
@@ -53,8 +76,19 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.01
     warmup_steps: int = 1000
-    schedule: str = "constant"  # after warm-up: "constant", or "cosine" (down to 0 at the last step)
+    schedule: str = "constant"  # a row of choices.SCHEDULES: "constant", or "cosine" (down to 0 at the last step)
     grad_clip: float = 0.0  # 0 = no clipping
+
+    def validate(self) -> "OptimConfig":
+        for key in ("lr_vit", "lr_dpt", "lr_temporal", "lr_fusion", "weight_decay", "grad_clip"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"optim.{key}={value!r} must be a finite number >= 0")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas={list(self.betas)} must be two numbers in [0, 1), e.g. [0.9, 0.95]")
+        _at_least("optim.warmup_steps", self.warmup_steps, 0)
+        choose(SCHEDULES, self.schedule, "optim.schedule")
+        return self
 
 
 @dataclass(frozen=True)
@@ -67,8 +101,8 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed
     steps: int = 100_000
     batch_size: int = 4  # clips per process
-    loss: str = "l1"  # "l1" on disparity x100, or "ssi" (scale-and-shift invariant)
-    precision: str = "bf16"  # autocast dtype on CUDA; CPU always runs fp32
+    loss: str = "l1"  # a row of choices.LOSSES: "l1" on disparity x100, or "ssi" (scale-and-shift invariant)
+    precision: str = "bf16"  # a row of choices.PRECISIONS, on CUDA and MPS; CPU always runs fp32
     grad_checkpointing: bool = True
     seed: int = 0
     out_dir: str = "runs/flashdepth"
@@ -80,18 +114,14 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def validate(self) -> "TrainConfig":
-        if self.loss not in ("l1", "ssi"):
-            raise ConfigError(f"loss={self.loss!r}; use 'l1' or 'ssi'")
-        if self.data.crop not in ("center", "random"):
-            raise ConfigError(f"data.crop={self.data.crop!r}; use 'center' or 'random'")
-        if any(s % 14 for s in self.data.crop_size):
-            raise ConfigError(f"data.crop_size={self.data.crop_size} must be multiples of 14")
-        if self.data.strides and len(self.data.strides) != len(self.data.datasets):
-            raise ConfigError(f"data.strides has {len(self.data.strides)} entries for {len(self.data.datasets)} datasets")
-        if self.optim.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"optim.schedule={self.optim.schedule!r}; use 'constant' or 'cosine'")
-        if self.precision not in ("bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision={self.precision!r}; use bf16, fp16 or fp32")
+        """Every value checked before any work: a bad one is a ConfigError naming it and the fix."""
+        for key in ("steps", "batch_size", "log_every", "save_every"):
+            _at_least(key, getattr(self, key), 1)
+        _at_least("val_every", self.val_every, 0)
+        self.data.validate()
+        self.optim.validate()
+        choose(LOSSES, self.loss, "loss")
+        choose(PRECISIONS, self.precision, "precision")
         return self
 
     def to_dict(self) -> dict:

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import InputConfig
+from ..errors import ConfigError
+from .choices import CROPS, choose
 from ..data.sequence import DatasetFolder, SequenceFolder
 from ..preprocess import normalise, to_float_rgb
 
@@ -51,9 +53,11 @@ class ClipDataset(Dataset):
         self.sequences = [s for s in sequences if len(s) >= clip_length and s.has_depth]
         self.anchors = [Anchor(i, f) for i, s in enumerate(self.sequences) for f in range(len(s))]
         if not self.anchors:
-            raise ValueError(f"{name or 'dataset'}: no sequence with ground truth and at least {clip_length} frames")
+            raise ConfigError(f"{name or 'dataset'}: no sequence with ground truth and at least "
+                              f"clip_length={clip_length} frames; lower clip_length or add data")
         self.stride, self.clip_length = stride, clip_length
         self.crop, self.crop_size, self.random_stride = crop, tuple(crop_size), random_stride
+        self.place = choose(CROPS, crop, "crop").place
         self.seed, self.epoch, self.name = seed, 0, name
         self.input_config = input_config
 
@@ -88,17 +92,8 @@ class ClipDataset(Dataset):
         seq = self.sequences[anchor.sequence]
         stride = int(rng.integers(1, self.stride + 1)) if self.random_stride else self.stride
         frames = self.window(len(seq), anchor.frame, stride, rng)
-        h, w = seq.height, seq.width
         th, tw = self.crop_size
-        scale = max(th / h, tw / w)
-        if self.crop == "random":
-            scale = max(scale, 1.0)  # upscale only when the frame is smaller than the crop
-        size = (int(h * scale), int(w * scale)) if scale != 1.0 else (h, w)
-        if self.crop == "center":
-            y0, x0 = (size[0] - th) // 2, (size[1] - tw) // 2
-        else:
-            y0 = int(rng.integers(0, size[0] - th + 1))
-            x0 = int(rng.integers(0, size[1] - tw + 1))
+        size, (y0, x0) = self.place(seq.height, seq.width, th, tw, rng)  # one resize and crop for the clip
         video, target = [], []
         for i in frames:
             rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, h, w) in [0, 1]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
-
-import math
+from typing import Iterable, Optional
 
 import torch
 
@@ -12,6 +10,7 @@ from ..errors import ConfigError
 from ..models import FlashDepth
 from ..registry import get_config
 from ..weights import check_fit, model_from_checkpoint, read_checkpoint
+from .choices import SCHEDULES, choose
 from .config import TrainConfig
 
 
@@ -60,9 +59,9 @@ def frozen_by_design(model: FlashDepth) -> list[str]:
                 "hybrid_fusion.blocks.0.0."):
             names.append(name)
         elif name.startswith("teacher_model.depth_head.") and not any(
-                k in name for k in ("projects.2.", "projects.3.", "resize_layers.3.", "layer3_rn", "layer4_rn",
-                                    "refinenet4.resConfUnit2.", "refinenet4.out_conv.")):
-            names.append(name)
+                k in name for k in ("projects.3.", "resize_layers.3.", "layer4_rn", "refinenet4.resConfUnit2.",
+                                    "refinenet4.out_conv.")):
+            names.append(name)  # the teacher computes level 4 only (refinenet4 sizes path_4 from the grid)
     return names
 
 
@@ -79,14 +78,25 @@ GROUPS = (("pretrained.", "lr_vit"), ("depth_head.", "lr_dpt"), ("mamba.", "lr_t
           ("hybrid_fusion.", "lr_fusion"), ("teacher_model.", "lr_vit"))
 
 
-def build_optimizer(model: FlashDepth, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the published per-part learning rates; frozen parameters are left out."""
+def build_optimizer(model: FlashDepth, config: TrainConfig, fused: Optional[bool] = None) -> torch.optim.AdamW:
+    """AdamW with the published per-part learning rates; frozen parameters are left out.
+
+    ``fused``: torch's fused AdamW, which can skip a step on a device-side flag (``found_inf``)
+    without the host waiting for the device; None = fused wherever torch has the kernel for the
+    parameters' device and dtype, else the multi-tensor reference (decided here, once).
+    """
     groups = []
     for prefix, key in GROUPS:
         params = [p for n, p in model.named_parameters() if n.startswith(prefix) and p.requires_grad]
         if params:
             groups.append({"params": params, "lr": getattr(config.optim, key), "name": prefix.rstrip(".")})
-    return torch.optim.AdamW(groups, betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)
+    options = dict(betas=tuple(config.optim.betas), weight_decay=config.optim.weight_decay)
+    if fused is None:
+        try:
+            return torch.optim.AdamW(groups, fused=True, **options)
+        except RuntimeError:  # no fused kernel for this device or dtype
+            return torch.optim.AdamW(groups, fused=False, **options)
+    return torch.optim.AdamW(groups, fused=fused, **options)
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, schedule: str = "constant",
@@ -94,15 +104,11 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, schedul
     """Linear warm-up from lr/warmup to lr over ``warmup_steps``, then constant, or (``cosine``)
     a half cosine from lr down to 0 at ``total_steps`` (a cool-down: constant-rate training ends
     on a noisy iterate; the decay averages it out)."""
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule={schedule!r}; use 'constant' or 'cosine'")
+    after_warmup = choose(SCHEDULES, schedule, "optim.schedule").after_warmup
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
-        if schedule == "constant":
-            return 1.0
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return after_warmup((step - warmup_steps) / max(1, total_steps - warmup_steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
