@@ -16,6 +16,7 @@ import numpy as np
 
 from .data.datasets import DATASETS
 from .data.sequence import SequenceFolder
+from .geometry import DEFAULT_MAX_DEPTH
 from .metrics import METRICS, SequenceAccumulator, SequenceContext
 from .preprocess import processing_size, resize_depth
 from .session import DepthSession
@@ -33,7 +34,7 @@ def eval_size(dataset: str, height: int, width: int, preset: str, patch: int = 1
 @dataclass(frozen=True)
 class EvalOptions:
     preset: Optional[str] = None  # None: the model's own (config.input.eval_preset)
-    max_depth: float = 70.0
+    max_depth: float = DEFAULT_MAX_DEPTH
     per_frame: bool = False
     max_frames: Optional[int] = None
     spill_dir: Optional[str] = None

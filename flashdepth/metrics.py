@@ -31,6 +31,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .geometry import DEFAULT_MAX_DEPTH, Intrinsics, unproject
+
 EPS_DISPARITY = 1e-3  # disparities are clipped to this before inversion (depth <= 1000)
 
 
@@ -55,7 +57,7 @@ def _sums(pred: np.ndarray, gt: np.ndarray, max_depth: float) -> np.ndarray:
     return np.array([p @ p, p.sum(), float(p.size), p @ g, g.sum()])
 
 
-def align_scale_shift(pred: np.ndarray, gt: np.ndarray, max_depth: float = 70.0) -> tuple[float, float]:
+def align_scale_shift(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> tuple[float, float]:
     """(s, t) minimising |s * pred + t - gt|^2 over pixels with gt >= 1 / max_depth."""
     return _fit_from_sums(*_sums(np.asarray(pred), np.asarray(gt), max_depth))
 
@@ -65,7 +67,7 @@ def _to_depth(disparity: np.ndarray, max_depth: float) -> np.ndarray:
     return np.clip(1.0 / np.clip(disparity, EPS_DISPARITY, None), EPS_DISPARITY, max_depth)
 
 
-def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = 70.0, per_frame: bool = False) -> dict:
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False) -> dict:
     """AbsRel and delta1 of a sequence of inverse depths.
 
     pred, gt: (T, H, W) (or (H, W)) inverse depth; gt -1 = invalid, 0 = sky.
@@ -127,7 +129,7 @@ def boundary_f1(pred_depth: np.ndarray, gt_depth: np.ndarray, t_min: float = 1.0
 
 
 # ------------------------------------------------------------------ temporal consistency
-def scale_std(pred: np.ndarray, gt: np.ndarray, max_depth: float = 70.0) -> float:
+def scale_std(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> float:
     """Relative standard deviation of the per-frame least-squares scales (0 = perfectly stable).
 
     Needs only depth: a model whose scale drifts from frame to frame needs a different scale
@@ -144,7 +146,7 @@ def _relative_std(scales: np.ndarray) -> float:
     return float(scales.std() / mean) if mean > 0 else float("nan")
 
 
-def tae(depths: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray, max_depth: float = 70.0) -> float:
+def tae(depths: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> float:
     """Temporal alignment error: mean AbsRel between frame i's depth reprojected into frame i+1
     and frame i+1's depth there, both directions.
 
@@ -178,12 +180,9 @@ def reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:
     ``kb``; 4x4 ``b_from_a``) and ``db`` at the pixels the points land on (nearest); None if no
     point lands on a valid pixel."""
     h, w = da.shape
-    v, u = np.mgrid[0:h, 0:w]
-    valid = np.isfinite(da) & (da > 0) & (da <= max_depth)
-    z = da[valid]
-    x = (u[valid] - ka[2]) / ka[0] * z
-    y = (v[valid] - ka[3]) / ka[1] * z
-    pts = b_from_a[:3, :3] @ np.stack([x, y, z]) + b_from_a[:3, 3:4]  # (3, N) in camera b
+    near = np.where(da <= max_depth, da, np.nan)  # (H, W): farther than the cap = no point
+    points = unproject(near, Intrinsics(*map(float, ka)), dtype=np.float64)  # (N, 3) in camera a
+    pts = b_from_a[:3, :3] @ points.T + b_from_a[:3, 3:4]  # (3, N) in camera b
     front = pts[2] > 1e-6
     pts = pts[:, front]
     ub = np.round(pts[0] / pts[2] * kb[0] + kb[2]).astype(np.int64)
@@ -203,7 +202,7 @@ def reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:
 class SequenceContext:
     """What a metric may need about the sequence being scored."""
 
-    max_depth: float = 70.0
+    max_depth: float = DEFAULT_MAX_DEPTH
     dense: bool = True  # ground truth covers the image (boundary F1 needs it)
     frame_scales: tuple[float, ...] = ()  # per-frame least-squares scales (first pass)
     intrinsics: Optional[np.ndarray] = None  # (T, 4) fx fy cx cy
@@ -328,7 +327,7 @@ class SequenceAccumulator:
     truth again through ``gt_at(i)`` and feeding every metric.
     """
 
-    def __init__(self, max_depth: float = 70.0, per_frame: bool = False, spill: bool = True,
+    def __init__(self, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False, spill: bool = True,
                  spill_dir: Optional[str] = None):
         self.max_depth, self.per_frame = max_depth, per_frame
         self.spill, self.spill_dir = spill, spill_dir

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from flashdepth.config import EVAL_PRESETS
+from flashdepth.geometry import DEFAULT_MAX_DEPTH
 from flashdepth.metrics import METRICS
 
 from ..common import UsageError, add_device_options
@@ -37,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="weights file for a single --model")
     p.add_argument("--split", default="test", help="split of dataset.json to score (default test)")
     p.add_argument("--preset", choices=EVAL_PRESETS, help="evaluation resolution (default: the model's own, 2k for flashdepth)")
-    p.add_argument("--max-depth", type=float, default=70.0, help="depth cap in the fit and the metrics (default 70)")
+    p.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH,
+                   help=f"depth cap in the fit and the metrics, metres (default {DEFAULT_MAX_DEPTH:g})")
     p.add_argument("--dataset-max-depth", action="append", default=[], metavar="DATASET=VALUE",
                    help="per-dataset depth cap, e.g. sintel=70")
     p.add_argument("--per-frame-align", action="store_true", help="fit scale and shift per frame, not per sequence")
