@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from flashdepth.metrics import (SequenceAccumulator, align_scale_shift, boundary_f1, depth_metrics, scale_std,
-                                tae)
+from flashdepth.metrics import (METRICS, SequenceAccumulator, align_scale_shift, boundary_f1, depth_metrics,
+                                scale_std, tae)
 
 
 def protocol_metrics(pred, gt, max_depth=70.0):
@@ -97,16 +97,37 @@ def test_per_frame_scale_jitter_shows_in_scale_std():
     assert depth_metrics(jitter, gt, per_frame=True)["abs_rel"] < 1e-9 < depth_metrics(jitter, gt)["abs_rel"]
 
 
-def test_spilled_accumulator_equals_in_memory(tmp_path):
+@pytest.mark.parametrize("per_frame", [False, True])
+@pytest.mark.parametrize("spill", [True, False])
+def test_accumulator_agrees_with_the_direct_formulas(tmp_path, spill, per_frame):
+    """The bounded-memory accumulator against depth_metrics, which computes from the formulas
+    directly: every key of the result, spilled or in memory, per sequence or per frame."""
     gt = scene(t=5)
     pred = gt * 4 + np.random.default_rng(1).normal(0, 0.1, gt.shape)
-    acc = SequenceAccumulator(spill=True, spill_dir=str(tmp_path))
+    pred *= np.array([1.0, 1.1, 0.9, 1.05, 1.0])[:, None, None]  # some scale drift for scale_std
+    acc = SequenceAccumulator(spill=spill, spill_dir=str(tmp_path), per_frame=per_frame)
     for p, g in zip(pred, gt):
         acc.add(p, g)
-    spilled = acc.finish(lambda i: gt[i])
-    direct = depth_metrics(pred.astype(np.float32), gt)
-    assert spilled["abs_rel"] == pytest.approx(direct["abs_rel"], rel=1e-9)
-    assert spilled["boundary_f1"] is not None
+    scored = acc.finish(lambda i: gt[i])
+    direct = depth_metrics(pred.astype(np.float32) if spill else pred, gt, per_frame=per_frame)
+    assert set(scored) == set(direct) == set(METRICS) | {"scale", "shift", "valid_pixels"}
+    for key, value in direct.items():
+        if value is None or isinstance(value, int):
+            assert scored[key] == value, key
+        else:
+            assert scored[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+    assert scored["boundary_f1"] is not None and scored["scale_std"] > 0.01
+
+
+def test_depth_metrics_does_not_go_through_the_accumulator(monkeypatch):
+    import flashdepth.metrics.scoring as scoring
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("depth_metrics used the accumulator")
+
+    monkeypatch.setattr(scoring.SequenceAccumulator, "__init__", refuse)
+    gt = scene()
+    assert depth_metrics(2 * gt + 1, gt)["abs_rel"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_tae_zero_for_consistent_depth_and_positive_otherwise():

@@ -1,0 +1,217 @@
+"""Evaluation metrics as pure functions on NumPy arrays: alignment, the per-pixel formulas,
+boundary F1 and temporal consistency. No state and no tables (those are in :mod:`.scoring`).
+
+Conventions (the paper's protocol): predictions and ground truth are *inverse depth*
+("disparity"); ground truth marks invalid pixels with -1 and sky / infinitely far with 0.
+
+* :func:`align_scale_shift` fits ``gt ~ s * pred + t`` by least squares over the pixels whose
+  ground-truth disparity is at least ``1 / max_depth`` (so sky, invalid and far pixels do not
+  steer the fit).
+* :func:`depth_metrics` aligns once per sequence (or per frame), converts both to depth as
+  ``1 / max(x, 1e-3)``, clips depth to ``[1e-3, max_depth]`` and averages AbsRel and
+  delta1 (max ratio < 1.25) over every pixel whose ground truth is >= 0 -- sky and far pixels
+  included, at the clipped depth, as the published metric code does.
+* :func:`boundary_f1` is the scale-invariant boundary F1 of Depth Pro on one frame of depths.
+* :func:`scale_std` and :func:`tae` measure temporal consistency.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..geometry import DEFAULT_MAX_DEPTH, Intrinsics, unproject
+
+EPS_DISPARITY = 1e-3  # disparities are clipped to this before inversion (depth <= 1000)
+
+
+# ----------------------------------------------------------------------------- alignment
+def fit_from_sums(spp: float, sp: float, n: float, spg: float, sg: float) -> tuple[float, float]:
+    """Least-squares (s, t) of gt ~ s * pred + t from the normal-equation sums."""
+    det = spp * n - sp * sp
+    if n == 0:
+        return 1.0, 0.0
+    if abs(det) <= 1e-12 * max(spp * n, 1e-300):
+        # Degenerate (constant prediction): the best fit is the mean, with no scale.
+        return 0.0, sg / n
+    s = (spg * n - sp * sg) / det
+    t = (spp * sg - sp * spg) / det
+    return float(s), float(t)
+
+
+def normal_sums(pred: np.ndarray, gt: np.ndarray, max_depth: float) -> np.ndarray:
+    """The normal-equation sums [sum p^2, sum p, n, sum p g, sum g] of the fit gt ~ s * pred + t
+    over the pixels with gt >= 1 / max_depth (any shape; sums of frames add up)."""
+    mask = gt >= 1.0 / max_depth
+    p = pred[mask].astype(np.float64)
+    g = gt[mask].astype(np.float64)
+    return np.array([p @ p, p.sum(), float(p.size), p @ g, g.sum()])
+
+
+def align_scale_shift(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> tuple[float, float]:
+    """(s, t) minimising |s * pred + t - gt|^2 over pixels with gt >= 1 / max_depth."""
+    return fit_from_sums(*normal_sums(np.asarray(pred), np.asarray(gt), max_depth))
+
+
+# ------------------------------------------------------------------------- depth metrics
+def to_depth(disparity: np.ndarray, max_depth: float) -> np.ndarray:
+    """Inverse depth -> depth ``1 / max(x, 1e-3)`` clipped to ``[1e-3, max_depth]`` (the protocol's)."""
+    return np.clip(1.0 / np.clip(disparity, EPS_DISPARITY, None), EPS_DISPARITY, max_depth)
+
+
+def abs_rel(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    """Per pixel |d - d*| / d*."""
+    return np.abs(pred_depth - gt_depth) / gt_depth
+
+
+def delta1(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    """Per pixel max(d / d*, d* / d) < 1.25."""
+    return np.maximum(pred_depth / gt_depth, gt_depth / pred_depth) < 1.25
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False) -> dict:
+    """AbsRel, delta1 and the other sequence scores of a sequence of inverse depths, held in memory.
+
+    pred, gt: (T, H, W) (or (H, W)) inverse depth; gt -1 = invalid, 0 = sky.
+    ``per_frame`` fits a scale and shift per frame instead of one for the sequence.
+    Returns abs_rel, delta1, boundary_f1 (mean over frames), scale_std, tae (None: no poses here;
+    see :func:`tae`) and "scale", "shift", "valid_pixels" (scale/shift of the sequence fit; NaN
+    with ``per_frame``). Computed directly from the formulas; :class:`flashdepth.metrics.SequenceAccumulator`
+    computes the same in bounded memory.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}; "
+                         "resize the prediction to the ground truth first")
+    if pred.ndim == 2:
+        pred, gt = pred[None], gt[None]
+    frame_fits = np.array([align_scale_shift(p, g, max_depth) for p, g in zip(pred, gt)])  # (T, 2)
+    s, t = align_scale_shift(pred, gt, max_depth)
+    if per_frame:
+        aligned = frame_fits[:, 0, None, None] * pred + frame_fits[:, 1, None, None]  # (T, H, W)
+    else:
+        aligned = s * pred + t  # (T, H, W)
+    pred_depth, gt_depth = to_depth(aligned, max_depth), to_depth(gt, max_depth)  # (T, H, W) each
+    valid = gt >= 0  # (T, H, W): sky and far pixels count, at the clipped depth
+    n = int(valid.sum())
+    return {
+        "abs_rel": float(abs_rel(pred_depth[valid], gt_depth[valid]).mean()) if n else float("nan"),
+        "delta1": float(delta1(pred_depth[valid], gt_depth[valid]).mean()) if n else float("nan"),
+        "boundary_f1": float(np.mean([boundary_f1(p, g) for p, g in zip(pred_depth, gt_depth)])),
+        "scale_std": relative_std(frame_fits[:, 0]),
+        "tae": None,
+        "scale": float("nan") if per_frame else s,
+        "shift": float("nan") if per_frame else t,
+        "valid_pixels": n,
+    }
+
+
+# ------------------------------------------------------------------------- boundary F1
+def _edges(d: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour pairs whose depth ratio exceeds t, in four directions (left, top, right, bottom)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        right = (d[:, 1:] / d[:, :-1]) > t
+        left = (d[:, :-1] / d[:, 1:]) > t
+        bottom = (d[1:, :] / d[:-1, :]) > t
+        top = (d[:-1, :] / d[1:, :]) > t
+    return left, top, right, bottom
+
+
+def _f1_at(pred: np.ndarray, gt: np.ndarray, t: float) -> float:
+    recall = precision = 0.0
+    for p, g in zip(_edges(pred, t), _edges(gt, t)):
+        hits = np.count_nonzero(p & g)
+        recall += hits / max(np.count_nonzero(g), 1)
+        precision += hits / max(np.count_nonzero(p), 1)
+    recall, precision = recall / 4, precision / 4
+    if recall + precision == 0:
+        return 0.0
+    return 2 * recall * precision / (recall + precision)
+
+
+def boundary_f1(pred_depth: np.ndarray, gt_depth: np.ndarray, t_min: float = 1.05, t_max: float = 1.25,
+                n: int = 10) -> float:
+    """Scale-invariant boundary F1 (Depth Pro) of one frame of *depths* (H, W).
+
+    Boundaries are neighbouring pixel pairs whose depth ratio exceeds t, in four directions;
+    F1 is averaged over thresholds t in linspace(t_min, t_max, n) with weights proportional to t.
+    """
+    pred_depth = np.asarray(pred_depth, dtype=np.float64)
+    gt_depth = np.asarray(gt_depth, dtype=np.float64)
+    if pred_depth.ndim != 2 or pred_depth.shape != gt_depth.shape:
+        raise ValueError(f"boundary_f1 takes two (H, W) depth maps of one size, got {pred_depth.shape} and {gt_depth.shape}")
+    thresholds = np.linspace(t_min, t_max, n)
+    weights = thresholds / thresholds.sum()
+    return float(sum(w * _f1_at(pred_depth, gt_depth, t) for t, w in zip(thresholds, weights)))
+
+
+# ------------------------------------------------------------------ temporal consistency
+def scale_std(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> float:
+    """Relative standard deviation of the per-frame least-squares scales (0 = perfectly stable).
+
+    Needs only depth: a model whose scale drifts from frame to frame needs a different scale
+    per frame to match the ground truth.
+    """
+    scales = np.array([align_scale_shift(p, g, max_depth)[0] for p, g in zip(pred, gt)])
+    return relative_std(scales)
+
+
+def relative_std(scales: np.ndarray) -> float:
+    """std / |mean| of a series of scales (0 for fewer than two; NaN for a zero mean)."""
+    if scales.size < 2:
+        return 0.0
+    mean = np.abs(scales.mean())
+    return float(scales.std() / mean) if mean > 0 else float("nan")
+
+
+def tae(depths: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> float:
+    """Temporal alignment error: mean AbsRel between frame i's depth reprojected into frame i+1
+    and frame i+1's depth there, both directions.
+
+    depths: (T, H, W) aligned metric depths (<= 0 or non-finite = unknown); intrinsics: (T, 4)
+    fx fy cx cy or (T, 3, 3); poses: (T, 4, 4) camera-to-world.
+    """
+    depths = np.asarray(depths, dtype=np.float64)
+    k = np.asarray(intrinsics, dtype=np.float64)
+    if k.ndim == 3:
+        k = np.stack([k[:, 0, 0], k[:, 1, 1], k[:, 0, 2], k[:, 1, 2]], axis=1)
+    poses = np.asarray(poses, dtype=np.float64)
+    errors = []
+    for i in range(len(depths) - 1):
+        errors += pair_errors(i, i + 1, depths[i], depths[i + 1], k, poses, max_depth)
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def pair_errors(i: int, j: int, di: np.ndarray, dj: np.ndarray, intrinsics: np.ndarray, poses: np.ndarray,
+                max_depth: float) -> list[float]:
+    """Reprojection errors of frames i -> j and j -> i (the ones that land on valid pixels)."""
+    errors = []
+    for a, b, da, db in ((i, j, di, dj), (j, i, dj, di)):
+        err = reprojection_error(da, db, intrinsics[a], intrinsics[b], np.linalg.inv(poses[b]) @ poses[a], max_depth)
+        if err is not None:
+            errors.append(err)
+    return errors
+
+
+def reprojection_error(da, db, ka, kb, b_from_a, max_depth) -> Optional[float]:
+    """Mean AbsRel between depth map ``da`` moved into camera b (intrinsics fx fy cx cy ``ka``,
+    ``kb``; 4x4 ``b_from_a``) and ``db`` at the pixels the points land on (nearest); None if no
+    point lands on a valid pixel."""
+    h, w = da.shape
+    near = np.where(da <= max_depth, da, np.nan)  # (H, W): farther than the cap = no point
+    points = unproject(near, Intrinsics(*map(float, ka)), dtype=np.float64)  # (N, 3) in camera a
+    pts = b_from_a[:3, :3] @ points.T + b_from_a[:3, 3:4]  # (3, N) in camera b
+    front = pts[2] > 1e-6
+    pts = pts[:, front]
+    ub = np.round(pts[0] / pts[2] * kb[0] + kb[2]).astype(np.int64)
+    vb = np.round(pts[1] / pts[2] * kb[1] + kb[3]).astype(np.int64)
+    inside = (ub >= 0) & (ub < w) & (vb >= 0) & (vb < h)
+    if not inside.any():
+        return None
+    target = db[vb[inside], ub[inside]]
+    ok = np.isfinite(target) & (target > 0) & (target <= max_depth)
+    if not ok.any():
+        return None
+    return float(np.mean(np.abs(pts[2][inside][ok] - target[ok]) / target[ok]))

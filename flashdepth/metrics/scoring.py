@@ -1,0 +1,207 @@
+"""The scoring machinery: the metrics table and the bounded-memory sequence accumulator.
+
+:data:`METRICS` is the one table of the metrics a sequence is scored with; evaluation, its
+reports and the command line take their columns from it.
+
+:class:`SequenceAccumulator` scores sequences too long to hold in memory: it keeps the
+least-squares sufficient statistics and spills predictions to a memory-mapped file, then scores
+in a second pass. :func:`flashdepth.metrics.depth_metrics` computes the same numbers directly
+from the formulas, for sequences held in memory (and as the accumulator's test oracle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..geometry import DEFAULT_MAX_DEPTH
+from .formulas import (EPS_DISPARITY, abs_rel, boundary_f1, delta1, fit_from_sums, normal_sums, pair_errors,
+                       relative_std, to_depth)
+
+
+# -------------------------------------------------------------------- the metrics table
+@dataclass
+class SequenceContext:
+    """What a metric may need about the sequence being scored."""
+
+    max_depth: float = DEFAULT_MAX_DEPTH
+    dense: bool = True  # ground truth covers the image (boundary F1 needs it)
+    frame_scales: tuple[float, ...] = ()  # per-frame least-squares scales (first pass)
+    intrinsics: Optional[np.ndarray] = None  # (T, 4) fx fy cx cy
+    poses: Optional[np.ndarray] = None  # (T, 4, 4) camera-to-world
+
+
+class FramePair:
+    """One aligned frame and its ground truth, with the derived arrays computed once and shared."""
+
+    def __init__(self, index: int, aligned: np.ndarray, gt: np.ndarray, max_depth: float):
+        self.index, self.aligned, self.gt, self.max_depth = index, aligned, gt, max_depth
+
+    @functools.cached_property
+    def valid(self) -> np.ndarray:
+        return self.gt >= 0  # (H, W): sky and far pixels count, at the clipped depth
+
+    @functools.cached_property
+    def pred_depth(self) -> np.ndarray:
+        return to_depth(self.aligned, self.max_depth)  # (H, W)
+
+    @functools.cached_property
+    def gt_depth(self) -> np.ndarray:
+        return to_depth(self.gt, self.max_depth)  # (H, W)
+
+
+class _PixelMean:
+    """Mean of a per-pixel quantity over the valid pixels of the whole sequence."""
+
+    def __init__(self, per_pixel: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        self.per_pixel, self.total, self.count = per_pixel, 0.0, 0
+
+    def update(self, pair: FramePair) -> None:
+        v = pair.valid
+        self.total += float(self.per_pixel(pair.pred_depth[v], pair.gt_depth[v]).sum())
+        self.count += int(v.sum())
+
+    def value(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+class _FrameMean:
+    """Mean over frames of a per-frame score."""
+
+    def __init__(self, per_frame: Callable[[FramePair], float]):
+        self.per_frame, self.scores = per_frame, []
+
+    def update(self, pair: FramePair) -> None:
+        self.scores.append(self.per_frame(pair))
+
+    def value(self) -> float:
+        return float(np.mean(self.scores)) if self.scores else float("nan")
+
+
+class _Constant:
+    def __init__(self, value: Optional[float]):
+        self._value = value
+
+    def update(self, pair: FramePair) -> None:
+        pass
+
+    def value(self) -> Optional[float]:
+        return self._value
+
+
+class _TAE:
+    """Reprojection error between consecutive aligned frames (needs intrinsics and poses)."""
+
+    def __init__(self, ctx: SequenceContext):
+        self.ctx, self.previous, self.errors = ctx, None, []
+
+    def update(self, pair: FramePair) -> None:
+        depth = 1.0 / np.clip(pair.aligned, EPS_DISPARITY, None)  # (H, W) unclipped far side
+        if self.previous is not None:
+            self.errors += pair_errors(pair.index - 1, pair.index, self.previous, depth, self.ctx.intrinsics,
+                                       self.ctx.poses, self.ctx.max_depth)
+        self.previous = depth
+
+    def value(self) -> Optional[float]:
+        return float(np.mean(self.errors)) if self.errors else None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of :data:`METRICS`: ``scorer(ctx)`` returns an object fed every aligned frame
+    (``update(pair)``) whose ``value()`` is the sequence's score, or None when the metric does not
+    apply to the sequence (e.g. boundary F1 on sparse ground truth)."""
+
+    name: str
+    description: str
+    higher_is_better: bool
+    scorer: Callable[[SequenceContext], Any]
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("abs_rel", "mean |d - d*| / d* over valid pixels, depth after one scale+shift per sequence in disparity",
+           False, lambda ctx: _PixelMean(abs_rel)),
+    Metric("delta1", "share of valid pixels with max(d/d*, d*/d) < 1.25", True, lambda ctx: _PixelMean(delta1)),
+    Metric("boundary_f1", "scale-invariant boundary F1 (Depth Pro), dense ground truth only", True,
+           lambda ctx: _FrameMean(lambda p: boundary_f1(p.pred_depth, p.gt_depth)) if ctx.dense else _Constant(None)),
+    Metric("scale_std", "relative std of the per-frame least-squares scales (temporal scale drift)", False,
+           lambda ctx: _Constant(relative_std(np.asarray(ctx.frame_scales)))),
+    Metric("tae", "temporal alignment error: AbsRel of consecutive frames reprojected with the camera poses", False,
+           lambda ctx: _TAE(ctx) if ctx.intrinsics is not None and ctx.poses is not None else _Constant(None)),
+)}
+
+
+# ---------------------------------------------------------------- bounded-memory scoring
+class SequenceAccumulator:
+    """Score a long sequence in bounded memory, with every metric of :data:`METRICS`.
+
+    ``add(pred, gt)`` per frame (inverse depths at the ground truth's size) accumulates the
+    least-squares sums and writes the prediction to a memory-mapped spill file; ``finish(gt_at)``
+    fits the sequence's scale and shift and makes a second pass, reading each frame's ground
+    truth again through ``gt_at(i)`` and feeding every metric.
+    """
+
+    def __init__(self, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False, spill: bool = True,
+                 spill_dir: Optional[str] = None):
+        self.max_depth, self.per_frame = max_depth, per_frame
+        self.spill, self.spill_dir = spill, spill_dir
+        self.sums = np.zeros(5)
+        self.frame_fits: list[tuple[float, float]] = []
+        self.preds: list = []
+        self.file = None  # the spill file, opened at the first frame
+        self.shape: Optional[tuple[int, int]] = None
+        self.count = 0
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        # Spilled predictions are float32 (what models produce); in memory they keep their precision.
+        pred = np.asarray(pred, dtype=np.float32 if self.spill else np.float64)
+        sums = normal_sums(pred, np.asarray(gt), self.max_depth)
+        self.sums += sums
+        self.frame_fits.append(fit_from_sums(*sums))
+        if not self.spill:
+            self.preds.append(pred)
+        else:
+            if self.file is None:
+                self.shape = pred.shape
+                self.file = tempfile.TemporaryFile(dir=self.spill_dir)
+            self.file.write(np.ascontiguousarray(pred).tobytes())
+        self.count += 1
+
+    def finish(self, gt_at: Callable[[int], np.ndarray], context: Optional[SequenceContext] = None) -> dict:
+        """Second pass -> {metric name: value or None, "scale", "shift", "valid_pixels"}.
+
+        ``context`` supplies what some metrics need (density, intrinsics, poses); its max_depth
+        and frame scales are set here.
+        """
+        if self.count == 0:
+            raise ValueError("no frames were added")
+        ctx = dataclasses.replace(context or SequenceContext(), max_depth=self.max_depth,
+                                  frame_scales=tuple(f[0] for f in self.frame_fits))
+        preds = self.preds
+        if self.spill:
+            self.file.flush()
+            preds = np.memmap(self.file, dtype=np.float32, mode="r", shape=(self.count, *self.shape))
+        scorers = {name: metric.scorer(ctx) for name, metric in METRICS.items()}
+        s, t = fit_from_sums(*self.sums)
+        valid = 0
+        try:
+            for i in range(self.count):
+                gt = np.asarray(gt_at(i), dtype=np.float64)
+                fs, ft = self.frame_fits[i] if self.per_frame else (s, t)
+                pair = FramePair(i, fs * np.asarray(preds[i], dtype=np.float64) + ft, gt, self.max_depth)
+                for scorer in scorers.values():
+                    scorer.update(pair)
+                valid += int(pair.valid.sum())
+        finally:
+            if self.spill:
+                del preds
+                self.file.close()
+        result = {name: scorer.value() for name, scorer in scorers.items()}
+        result.update(scale=float("nan") if self.per_frame else s, shift=float("nan") if self.per_frame else t,
+                      valid_pixels=valid)
+        return result
