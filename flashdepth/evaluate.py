@@ -5,18 +5,24 @@ size for the model's preset (``model.config.input.eval_preset``: 'base' for Flas
 Depth Anything V2, '2k' for the Full model; sizes in :data:`flashdepth.data.datasets.DATASETS`),
 the prediction brought back to the ground truth's size (:func:`flashdepth.preprocess.resize_depth`),
 then :class:`flashdepth.metrics.SequenceAccumulator` (one scale and shift per sequence).
+
+:func:`evaluate_corpus` is the one loop over a list of sequences (the ``eval`` command and
+training validation): it returns a row per sequence and the per-dataset summary, and prints
+nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .config import EVAL_PRESETS
 from .data.datasets import DATASETS
 from .data.sequence import SequenceFolder
-from .geometry import DEFAULT_MAX_DEPTH
+from .errors import ConfigError, DatasetFormatError, UnknownNameError
+from .geometry import DEFAULT_MAX_DEPTH, check_max_depth
 from .metrics import METRICS, SequenceAccumulator, SequenceContext
 from .preprocess import processing_size, resize_depth
 from .session import DepthSession
@@ -33,36 +39,112 @@ def eval_size(dataset: str, height: int, width: int, preset: str, patch: int = 1
 
 @dataclass(frozen=True)
 class EvalOptions:
+    """How sequences are scored. Invalid values raise :class:`flashdepth.errors.ConfigError`."""
+
     preset: Optional[str] = None  # None: the model's own (config.input.eval_preset)
-    max_depth: float = DEFAULT_MAX_DEPTH
-    per_frame: bool = False
-    max_frames: Optional[int] = None
-    spill_dir: Optional[str] = None
+    max_depth: float = DEFAULT_MAX_DEPTH  # metres: the fit's far limit and the metrics' clip
+    per_frame: bool = False  # fit scale and shift per frame instead of per sequence
+    max_frames: Optional[int] = None  # score at most this many frames of each sequence (None: all)
+    spill_dir: Optional[str] = None  # where the accumulator spills predictions (None: the system's temp)
+    dataset_max_depth: Mapping[str, float] = field(default_factory=dict)  # per-dataset caps over max_depth
+
+    def __post_init__(self):
+        if self.preset is not None and self.preset not in EVAL_PRESETS:
+            raise UnknownNameError("evaluation preset", self.preset, EVAL_PRESETS)
+        check_max_depth(self.max_depth)
+        for dataset, cap in self.dataset_max_depth.items():
+            check_max_depth(cap, f"dataset_max_depth[{dataset!r}]")
+        if self.max_frames is not None and (isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int)
+                                            or self.max_frames < 1):
+            raise ConfigError(f"max_frames={self.max_frames!r} must be a number of frames, 1 or more "
+                              "(None scores every frame)")
+
+    def max_depth_for(self, dataset: str) -> float:
+        """The depth cap of a dataset: its entry in ``dataset_max_depth``, else ``max_depth``."""
+        return float(self.dataset_max_depth.get(dataset, self.max_depth))
+
+
+def check_sequence(seq: SequenceFolder) -> None:
+    """Raise :class:`flashdepth.errors.DatasetFormatError`, naming the sequence, if it cannot be
+    scored (no ground truth, no frames)."""
+    if not seq.has_depth:
+        raise DatasetFormatError(f"sequence {seq.dataset}/{seq.name} ({seq.path}) has no ground truth to evaluate "
+                                 "against; leave it out of the split")
+    if len(seq) < 1:
+        raise DatasetFormatError(f"sequence {seq.dataset}/{seq.name} ({seq.path}) has no frames (num_frames "
+                                 f"{len(seq)} in sequence.json); convert it again or leave it out of the split")
+
+
+def _score(seq: SequenceFolder, predictions: Iterable[np.ndarray], n: int, opts: EvalOptions) -> dict:
+    """Feed ``n`` predictions (inverse depth at the ground truth's size) to the accumulator."""
+    acc = SequenceAccumulator(max_depth=opts.max_depth_for(seq.dataset), per_frame=opts.per_frame,
+                              spill_dir=opts.spill_dir)
+    for i, pred in zip(range(n), predictions):
+        acc.add(pred, seq.target(i))
+    context = SequenceContext(dense=not seq.depth_spec.sparse, intrinsics=seq.intrinsics(), poses=seq.poses())
+    result = acc.finish(seq.target, context)
+    return {"frames": n, "video": bool(seq.meta.get("video", True)), **result}
 
 
 def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOptions = EvalOptions()) -> dict:
     """Score one sequence -> {"frames", "video", every metric of :data:`METRICS`, "scale", ...}.
 
     Metrics that do not apply are None (boundary F1 for sparse ground truth, TAE without
-    intrinsics and poses); ``video`` False marks image collections, whose temporal numbers are
-    computed but mean little.
+    intrinsics and poses), and so is every metric when no pixel is valid under the depth cap;
+    ``video`` False marks image collections, whose temporal numbers are computed but mean little.
     """
-    if not seq.has_depth:
-        raise ValueError(f"{seq.path} has no ground truth to evaluate against")
+    check_sequence(seq)
     n = min(len(seq), opts.max_frames or len(seq))
     preset = opts.preset or session.config.input.eval_preset
     session.reset(size=eval_size(seq.dataset, seq.height, seq.width, preset, session.config.vit.patch_size))
-    acc = SequenceAccumulator(max_depth=opts.max_depth, per_frame=opts.per_frame, spill_dir=opts.spill_dir)
-    for i in range(n):
-        pred = resize_depth(session.predict(seq.rgb(i)), (seq.height, seq.width))  # (H, W) at the GT's size
-        acc.add(pred.cpu().numpy(), seq.target(i))
-    context = SequenceContext(dense=not seq.depth_spec.sparse, intrinsics=seq.intrinsics(), poses=seq.poses())
-    result = acc.finish(seq.target, context)
-    return {"frames": n, "video": bool(seq.meta.get("video", True)), **result}
+    # (H, W) at the ground truth's size, one frame at a time
+    predictions = (resize_depth(session.predict(seq.rgb(i)), (seq.height, seq.width)).cpu().numpy()
+                   for i in range(n))
+    return _score(seq, predictions, n, opts)
+
+
+@dataclass(frozen=True)
+class CorpusResult:
+    """What :func:`evaluate_corpus` returns."""
+
+    rows: list  # one dict per sequence: model, dataset, sequence, then evaluate_sequence's keys
+    summary: list  # summarize(rows): one dict per (model, dataset), mean over sequences
+
+
+def evaluate_corpus(model, sequences: Sequence[SequenceFolder], opts: EvalOptions = EvalOptions(),
+                    device: Optional[str] = None, precision: Optional[str] = None, name: Optional[str] = None,
+                    on_row: Optional[Callable[[dict], None]] = None) -> CorpusResult:
+    """Score a model over sequences with the paper's protocol; prints nothing.
+
+    ``model``: a :class:`flashdepth.FlashDepth` (or anything :class:`DepthSession` runs), run on
+    ``device`` in ``precision``, or a ready :class:`DepthSession` (then ``device`` and
+    ``precision`` are its own). Every sequence is checked (:func:`check_sequence`) before the
+    first is scored. ``name`` labels the rows (default: the model's config name); ``on_row`` is
+    called with each row as soon as it is scored (progress). A module that was in training mode
+    is put back in training mode afterwards.
+    """
+    sequences = list(sequences)
+    for seq in sequences:
+        check_sequence(seq)
+    training = getattr(model, "training", None)
+    session = model if isinstance(model, DepthSession) else DepthSession(model, device=device, precision=precision)
+    name = name or session.config.name
+    rows = []
+    try:
+        for seq in sequences:
+            row = {"model": name, "dataset": seq.dataset, "sequence": seq.name, **evaluate_sequence(session, seq, opts)}
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    finally:
+        if training:
+            model.train()
+    return CorpusResult(rows, summarize(rows))
 
 
 def summarize(records: list[dict]) -> list[dict]:
-    """Mean over sequences per (model, dataset) of every metric."""
+    """Mean over sequences per (model, dataset) of every metric (sequences where a metric is
+    missing are left out of its mean; None when it is missing everywhere)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["model"], r["dataset"]), []).append(r)

@@ -39,6 +39,14 @@ def check_fov(fov_deg: float) -> None:
         raise ConfigError(f"fov={fov_deg!r} degrees is not a field of view; give a value between 0 and 180")
 
 
+def check_max_depth(max_depth: float, name: str = "max_depth") -> None:
+    """Raise :class:`ConfigError` unless ``max_depth`` is a positive distance in metres (a cap of 0 or
+    less would leave no pixel, or, in the evaluation, clip every depth to one value)."""
+    if not max_depth > 0:  # also refuses NaN
+        raise ConfigError(f"{name}={max_depth!r} must be a positive distance in metres "
+                          f"(the default is {DEFAULT_MAX_DEPTH:g})")
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics in pixels (pixel centres at integer coordinates, see the module)."""
@@ -90,8 +98,7 @@ class Unprojection:
 
     def __post_init__(self):
         check_fov(self.fov)
-        if not self.max_depth > 0:
-            raise ConfigError(f"max_depth={self.max_depth!r} must be a positive distance in metres")
+        check_max_depth(self.max_depth)
         if not self.depth_scale > 0:
             raise ConfigError(f"depth_scale={self.depth_scale!r} must be positive (100 for the published models)")
 

@@ -95,3 +95,98 @@ def test_convert_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_code:  # choices come from the dataset table
         main(["convert", "kitti", str(tmp_path / "u"), str(tmp_path / "out")])
     assert exit_code.value.code == 2 and "invalid choice: 'kitti'" in capsys.readouterr().err
+
+
+def test_evaluate_corpus_is_the_one_loop(dataset, checkpoints, capsys):
+    """The library's corpus loop: one row per sequence equal to evaluate_sequence on a fresh
+    session, the summary the mean of the rows, progress through on_row, nothing printed, and a
+    model in training mode left in training mode (training validation calls it mid-training)."""
+    from flashdepth.evaluate import EvalOptions, evaluate_corpus, evaluate_sequence
+
+    model = randomize(FlashDepth(TINY["s"]), seed=4)
+    model.train()
+    sequences = DatasetFolder(dataset).sequences("test")
+    seen = []
+    result = evaluate_corpus(model, sequences, EvalOptions(max_frames=3), device="cpu", name="m", on_row=seen.append)
+    assert model.training  # put back
+    assert capsys.readouterr() == ("", "")
+    assert seen == result.rows and [r["sequence"] for r in result.rows] == ["walk", "stills"]
+    session = DepthSession(model, device="cpu")
+    for row, seq in zip(result.rows, sequences):
+        alone = evaluate_sequence(session, seq, EvalOptions(max_frames=3))
+        assert row["model"] == "m" and row["dataset"] == "toy" and row["frames"] == 3
+        assert row["abs_rel"] == pytest.approx(alone["abs_rel"], rel=1e-6)
+    (summary,) = result.summary
+    assert summary["sequences"] == 2 and summary["frames"] == 6
+    assert summary["delta1"] == pytest.approx(np.mean([r["delta1"] for r in result.rows]))
+    # a ready session is used as it is, and the default name is the model's config name
+    assert evaluate_corpus(session, sequences[:1], EvalOptions(max_frames=1)).rows[0]["model"] == model.config.name
+
+
+def test_eval_refuses_a_cap_that_leaves_nothing_to_score(dataset, checkpoints, tmp_path, capsys):
+    """A non-positive cap is refused; a tiny one reports missing scores, never a perfect 0 / 1."""
+    from flashdepth.errors import ConfigError
+    from flashdepth.evaluate import EvalOptions
+
+    ckpt = checkpoints["s"][1]
+    for bad in ("-1", "0", "nan"):
+        assert main(["eval", "--data", str(dataset), "--model", f"x={ckpt}", "--max-depth", bad]) == 2
+        assert f"--max-depth {bad}: give a positive distance" in capsys.readouterr().err
+    assert main(["eval", "--data", str(dataset), "--model", f"x={ckpt}", "--dataset-max-depth", "toy=-3"]) == 2
+    assert "toy=-3" in capsys.readouterr().err
+    for bad in (-1.0, 0.0, float("nan")):
+        with pytest.raises(ConfigError, match="max_depth"):
+            EvalOptions(max_depth=bad)
+        with pytest.raises(ConfigError, match="max_depth"):
+            depth_metrics(np.ones((2, 3)), np.ones((2, 3)), max_depth=bad)
+    with pytest.raises(ConfigError, match="dataset_max_depth"):
+        EvalOptions(dataset_max_depth={"toy": 0.0})
+
+    out = tmp_path / "scores.json"
+    assert main(["eval", "--data", str(dataset), "--model", f"x={ckpt}", "--max-depth", "0.001", "--max-frames", "2",
+                 "--device", "cpu", "--json", str(out)]) == 0
+    assert "no valid pixels" in capsys.readouterr().err
+    for record in json.loads(out.read_text()):
+        assert record["valid_pixels"] == 0
+        assert all(record[k] is None for k in ("abs_rel", "delta1", "boundary_f1", "scale_std", "tae", "scale"))
+
+
+def test_no_valid_pixel_is_missing_in_the_metric_functions():
+    from flashdepth.metrics import SequenceAccumulator
+
+    gt = np.random.default_rng(0).uniform(0.2, 0.9, (2, 4, 5))  # everything 1.1 to 5 m away
+    gt[:, 0] = 0.0  # and sky
+    m = depth_metrics(gt * 3, gt, max_depth=1.0)  # every pixel beyond the cap: nothing to fit
+    assert m["abs_rel"] is None and m["delta1"] is None and m["valid_pixels"] == 0
+    acc = SequenceAccumulator(max_depth=1.0)
+    for g in gt:
+        acc.add(g * 3, g)
+    assert acc.finish(lambda i: gt[i]) == m
+    assert depth_metrics(gt * 3, gt, max_depth=10.0)["abs_rel"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_eval_fails_early_on_an_empty_sequence_or_an_unwritable_json(dataset, checkpoints, tmp_path, capsys,
+                                                                     monkeypatch):
+    import shutil
+
+    import flashdepth.evaluate
+
+    def never(*args, **kwargs):
+        raise AssertionError("the evaluation started")
+
+    monkeypatch.setattr(flashdepth.evaluate, "evaluate_corpus", never)
+    ckpt = checkpoints["s"][1]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for target in (blocker / "scores.json", tmp_path):  # parent is a file; a folder
+        assert main(["eval", "--data", str(dataset), "--model", f"x={ckpt}", "--json", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert f"--json {target}" in err and "internal error" not in err
+
+    empty = tmp_path / "toy" / "walk"
+    shutil.copytree(dataset / "walk", empty)
+    meta = json.loads((empty / "sequence.json").read_text())
+    (empty / "sequence.json").write_text(json.dumps({**meta, "num_frames": 0}))
+    assert main(["eval", "--data", str(empty), "--model", f"x={ckpt}"]) == 2
+    err = capsys.readouterr().err
+    assert "toy/walk" in err and "no frames" in err and "internal error" not in err

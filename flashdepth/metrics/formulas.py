@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..geometry import DEFAULT_MAX_DEPTH, Intrinsics, unproject
+from ..geometry import DEFAULT_MAX_DEPTH, Intrinsics, check_max_depth, unproject
 
 EPS_DISPARITY = 1e-3  # disparities are clipped to this before inversion (depth <= 1000)
 
@@ -77,7 +77,8 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_M
     ``per_frame`` fits a scale and shift per frame instead of one for the sequence.
     Returns abs_rel, delta1, boundary_f1 (mean over frames), scale_std, tae (None: no poses here;
     see :func:`tae`) and "scale", "shift", "valid_pixels" (scale/shift of the sequence fit; NaN
-    with ``per_frame``). Computed directly from the formulas; :class:`flashdepth.metrics.SequenceAccumulator`
+    with ``per_frame``). With no ground-truth pixel within ``max_depth`` to fit, every metric,
+    the scale and the shift are None (missing, not perfect) and valid_pixels is 0. Computed directly from the formulas; :class:`flashdepth.metrics.SequenceAccumulator`
     computes the same in bounded memory.
     """
     pred = np.asarray(pred, dtype=np.float64)
@@ -85,8 +86,12 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_M
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}; "
                          "resize the prediction to the ground truth first")
+    check_max_depth(max_depth)
     if pred.ndim == 2:
         pred, gt = pred[None], gt[None]
+    if not (gt >= 1.0 / max_depth).any():  # nothing to fit: missing, not perfect
+        return {"abs_rel": None, "delta1": None, "boundary_f1": None, "scale_std": None, "tae": None,
+                "scale": None, "shift": None, "valid_pixels": 0}
     frame_fits = np.array([align_scale_shift(p, g, max_depth) for p, g in zip(pred, gt)])  # (T, 2)
     s, t = align_scale_shift(pred, gt, max_depth)
     if per_frame:
@@ -97,8 +102,8 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_M
     valid = gt >= 0  # (T, H, W): sky and far pixels count, at the clipped depth
     n = int(valid.sum())
     return {
-        "abs_rel": float(abs_rel(pred_depth[valid], gt_depth[valid]).mean()) if n else float("nan"),
-        "delta1": float(delta1(pred_depth[valid], gt_depth[valid]).mean()) if n else float("nan"),
+        "abs_rel": float(abs_rel(pred_depth[valid], gt_depth[valid]).mean()) if n else None,
+        "delta1": float(delta1(pred_depth[valid], gt_depth[valid]).mean()) if n else None,
         "boundary_f1": float(np.mean([boundary_f1(p, g) for p, g in zip(pred_depth, gt_depth)])),
         "scale_std": relative_std(frame_fits[:, 0]),
         "tae": None,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..geometry import DEFAULT_MAX_DEPTH
+from ..geometry import DEFAULT_MAX_DEPTH, check_max_depth
 from .formulas import (EPS_DISPARITY, abs_rel, boundary_f1, delta1, fit_from_sums, normal_sums, pair_errors,
                        relative_std, to_depth)
 
@@ -66,8 +66,8 @@ class _PixelMean:
         self.total += float(self.per_pixel(pair.pred_depth[v], pair.gt_depth[v]).sum())
         self.count += int(v.sum())
 
-    def value(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+    def value(self) -> Optional[float]:
+        return self.total / self.count if self.count else None  # no valid pixel: missing, not perfect
 
 
 class _FrameMean:
@@ -148,6 +148,7 @@ class SequenceAccumulator:
 
     def __init__(self, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False, spill: bool = True,
                  spill_dir: Optional[str] = None):
+        check_max_depth(max_depth)
         self.max_depth, self.per_frame = max_depth, per_frame
         self.spill, self.spill_dir = spill, spill_dir
         self.sums = np.zeros(5)
@@ -176,10 +177,15 @@ class SequenceAccumulator:
         """Second pass -> {metric name: value or None, "scale", "shift", "valid_pixels"}.
 
         ``context`` supplies what some metrics need (density, intrinsics, poses); its max_depth
-        and frame scales are set here.
+        and frame scales are set here. When no pixel of the sequence is near enough to fit the
+        alignment (ground truth beyond ``max_depth`` everywhere), nothing can be scored: every
+        metric, the scale and the shift are None and valid_pixels is 0.
         """
         if self.count == 0:
             raise ValueError("no frames were added")
+        if self.sums[2] == 0:
+            self._close()
+            return {**{name: None for name in METRICS}, "scale": None, "shift": None, "valid_pixels": 0}
         ctx = dataclasses.replace(context or SequenceContext(), max_depth=self.max_depth,
                                   frame_scales=tuple(f[0] for f in self.frame_fits))
         preds = self.preds
@@ -198,10 +204,14 @@ class SequenceAccumulator:
                     scorer.update(pair)
                 valid += int(pair.valid.sum())
         finally:
-            if self.spill:
-                del preds
-                self.file.close()
+            del preds
+            self._close()
         result = {name: scorer.value() for name, scorer in scorers.items()}
         result.update(scale=float("nan") if self.per_frame else s, shift=float("nan") if self.per_frame else t,
                       valid_pixels=valid)
         return result
+
+    def _close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None

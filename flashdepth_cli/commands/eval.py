@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,12 +67,11 @@ def _targets(paths: list[str], split: str):
     return sequences
 
 
-def main(args: argparse.Namespace) -> int:
-    from flashdepth.evaluate import EvalOptions, evaluate_sequence, markdown_table, summarize
-    from flashdepth.registry import list_models
-    from flashdepth.session import DepthSession
-    from flashdepth.weights import load_model
-
+def _caps(args: argparse.Namespace) -> dict:
+    """--dataset-max-depth DATASET=VALUE items -> {dataset: metres}, every cap positive."""
+    if not args.max_depth > 0:
+        raise UsageError(f"--max-depth {args.max_depth:g}: give a positive distance in metres "
+                         f"(default {DEFAULT_MAX_DEPTH:g})")
     caps = {}
     for item in args.dataset_max_depth:
         name, _, value = item.partition("=")
@@ -79,27 +79,71 @@ def main(args: argparse.Namespace) -> int:
             caps[name] = float(value)
         except ValueError:
             raise UsageError(f"--dataset-max-depth {item!r}: expected DATASET=NUMBER") from None
+        if not caps[name] > 0:
+            raise UsageError(f"--dataset-max-depth {item!r}: give a positive distance in metres")
+    return caps
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before the evaluation, not after it, when the --json file cannot be written."""
+    import tempfile
+
+    if path.is_dir():
+        raise UsageError(f"--json {path}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):
+            pass
+    except OSError as e:
+        raise UsageError(f"--json {path}: cannot write there ({e.strerror or e}); give a writable path") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"--json {path}: the file is not writable; give a writable path")
+
+
+def _write_json(path: Path, records: list) -> None:
+    """Replace the file in one step, so that a failure leaves the old scores whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(records, indent=1))
+    os.replace(tmp, path)
+
+
+def _progress(row: dict) -> None:
+    if row["abs_rel"] is None:
+        scores = "no valid pixels under the depth cap (scores missing)"
+    else:
+        scores = f"AbsRel {row['abs_rel']:.4f} delta1 {row['delta1']:.4f}"
+    print(f"{row['model']} {row['dataset']}/{row['sequence']}: {scores}", file=sys.stderr)
+
+
+def main(args: argparse.Namespace) -> int:
+    from flashdepth.evaluate import EvalOptions, check_sequence, evaluate_corpus, markdown_table, summarize
+    from flashdepth.registry import list_models
+    from flashdepth.weights import load_model
+
+    caps = _caps(args)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames {args.max_frames}: give a number of frames, 1 or more")
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        _check_writable(json_path)
+    opts = EvalOptions(preset=args.preset, max_depth=args.max_depth, per_frame=args.per_frame_align,
+                       max_frames=args.max_frames, dataset_max_depth=caps)
     specs = []
     for item in args.model:
         name, _, path = item.partition("=")
         specs.append((name, path or (args.checkpoint if len(args.model) == 1 else None)))
     sequences = _targets(args.data, args.split)
+    for seq in sequences:
+        check_sequence(seq)  # before any model is loaded
     records = []
     for name, path in specs:
         model = load_model(path or name, variant=name if name in list_models() else None)
-        session = DepthSession(model, device=args.device, precision=args.precision)
-        for seq in sequences:
-            opts = EvalOptions(preset=args.preset, max_depth=caps.get(seq.dataset, args.max_depth),
-                               per_frame=args.per_frame_align, max_frames=args.max_frames)
-            record = {"model": name, "dataset": seq.dataset, "sequence": seq.name, **evaluate_sequence(session, seq, opts)}
-            records.append(record)
-            print(f"{name} {seq.dataset}/{seq.name}: AbsRel {record['abs_rel']:.4f} delta1 {record['delta1']:.4f}",
-                  file=sys.stderr)
+        records += evaluate_corpus(model, sequences, opts, device=args.device, precision=args.precision, name=name,
+                                   on_row=_progress).rows
     print("## Per sequence\n")
     print(markdown_table(records, ["model", "dataset", "sequence", "frames", *METRICS]))
     print("\n## Per dataset (mean over sequences)\n")
     print(markdown_table(summarize(records), ["model", "dataset", "sequences", "frames", *METRICS]))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(records, indent=1))
+    if json_path is not None:
+        _write_json(json_path, records)
     return 0
