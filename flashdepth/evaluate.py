@@ -24,6 +24,7 @@ from .data.sequence import SequenceFolder
 from .errors import ConfigError, DatasetFormatError, UnknownNameError
 from .geometry import DEFAULT_MAX_DEPTH, check_max_depth
 from .metrics import METRICS, SequenceAccumulator, SequenceContext
+from .metrics.predictions import PredictionFolder
 from .preprocess import processing_size, resize_depth
 from .session import DepthSession
 
@@ -111,6 +112,17 @@ class CorpusResult:
     summary: list  # summarize(rows): one dict per (model, dataset), mean over sequences
 
 
+def _corpus(name: str, sequences: list, score: Callable[[SequenceFolder], dict],
+            on_row: Optional[Callable[[dict], None]]) -> CorpusResult:
+    rows = []
+    for seq in sequences:
+        row = {"model": name, "dataset": seq.dataset, "sequence": seq.name, **score(seq)}
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return CorpusResult(rows, summarize(rows))
+
+
 def evaluate_corpus(model, sequences: Sequence[SequenceFolder], opts: EvalOptions = EvalOptions(),
                     device: Optional[str] = None, precision: Optional[str] = None, name: Optional[str] = None,
                     on_row: Optional[Callable[[dict], None]] = None) -> CorpusResult:
@@ -128,18 +140,35 @@ def evaluate_corpus(model, sequences: Sequence[SequenceFolder], opts: EvalOption
         check_sequence(seq)
     training = getattr(model, "training", None)
     session = model if isinstance(model, DepthSession) else DepthSession(model, device=device, precision=precision)
-    name = name or session.config.name
-    rows = []
     try:
-        for seq in sequences:
-            row = {"model": name, "dataset": seq.dataset, "sequence": seq.name, **evaluate_sequence(session, seq, opts)}
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
+        return _corpus(name or session.config.name, sequences, lambda seq: evaluate_sequence(session, seq, opts), on_row)
     finally:
         if training:
             model.train()
-    return CorpusResult(rows, summarize(rows))
+
+
+# ------------------------------------------------------------------ predictions of any method
+def evaluate_predictions(predictions: PredictionFolder, sequences: Sequence[SequenceFolder],
+                         opts: EvalOptions = EvalOptions(), name: Optional[str] = None,
+                         on_row: Optional[Callable[[dict], None]] = None) -> CorpusResult:
+    """Score the saved predictions of any method with the same protocol and metrics as
+    :func:`evaluate_corpus` (the predictions are at the ground truth's size, so ``opts.preset``
+    does not apply). Every sequence and its predictions' frame count and size are checked before
+    the first is scored; values (NaN, ...) when each frame is read."""
+    sequences = list(sequences)
+    if opts.preset is not None:
+        raise ConfigError(f"preset={opts.preset!r} does not apply to saved predictions (they are scored at the "
+                          "ground truth's size); leave preset=None")
+    frames = {}
+    for seq in sequences:
+        check_sequence(seq)
+        frames[seq.path] = predictions.open(seq)
+
+    def score(seq: SequenceFolder) -> dict:
+        n = min(len(seq), opts.max_frames or len(seq))
+        return _score(seq, (frames[seq.path](i) for i in range(n)), n, opts)
+
+    return _corpus(name or predictions.root.name, sequences, score, on_row)
 
 
 def summarize(records: list[dict]) -> list[dict]:

@@ -190,3 +190,119 @@ def test_eval_fails_early_on_an_empty_sequence_or_an_unwritable_json(dataset, ch
     assert main(["eval", "--data", str(empty), "--model", f"x={ckpt}"]) == 2
     err = capsys.readouterr().err
     assert "toy/walk" in err and "no frames" in err and "internal error" not in err
+
+
+def _truth(seq, invalid_fill=3.0):
+    """The ground truth of a sequence as depth (inf = sky) and as disparity, invalid pixels filled."""
+    disparity = np.stack([seq.target(i) for i in range(len(seq))]).astype(np.float64)  # (T, H, W)
+    disparity = np.where(disparity < 0, 1 / invalid_fill, disparity)
+    with np.errstate(divide="ignore"):
+        return 1 / disparity, disparity
+
+
+def test_saved_predictions_of_the_ground_truth_in_either_convention_score_perfectly(dataset, tmp_path, capsys):
+    """--predictions scores another method's saved outputs: the ground truth, saved as depth in one
+    array per sequence or as disparity one file per frame, is perfect; the wrong kind is not."""
+    walk, stills = DatasetFolder(dataset).sequences("test")
+    as_depth, as_disparity = tmp_path / "as-depth", tmp_path / "as-disparity"
+    for seq in (walk, stills):
+        depth, disparity = _truth(seq)
+        (as_depth / "toy").mkdir(parents=True, exist_ok=True)
+        np.save(as_depth / "toy" / f"{seq.name}.npy", depth.astype(np.float32))  # DIR/DATASET/SEQUENCE.npy
+        (as_disparity / seq.name).mkdir(parents=True)  # DIR/SEQUENCE/NNNNNN.npy, no dataset level
+        for i, frame in enumerate(disparity):
+            np.save(as_disparity / seq.name / f"{i:06d}.npy", 7 * frame + 0.25)  # any scale and shift
+    out = tmp_path / "scores.json"
+    for folder, kind in ((as_depth, "depth"), (as_disparity, "disparity")):
+        assert main(["eval", "--data", str(dataset), "--predictions", f"truth={folder}", "--predictions-kind", kind,
+                     "--json", str(out)]) == 0
+        records = json.loads(out.read_text())
+        assert [(r["model"], r["sequence"]) for r in records] == [("truth", "walk"), ("truth", "stills")]
+        for r in records:
+            assert r["abs_rel"] == pytest.approx(0.0, abs=1e-5) and r["delta1"] == 1.0 and r["frames"] == 4
+    assert "| truth | toy |" in capsys.readouterr().out
+    # The kind matters: disparity read as depth is far from perfect, and depth with its sky at +inf
+    # read as disparity is refused.
+    assert main(["eval", "--data", str(dataset), "--predictions", str(as_disparity), "--predictions-kind", "depth",
+                 "--json", str(out)]) == 0
+    assert all(r["abs_rel"] > 0.1 and r["model"] == "as-disparity" for r in json.loads(out.read_text()))
+    assert main(["eval", "--data", str(dataset), "--predictions", str(as_depth), "--predictions-kind", "disparity"]) == 2
+    assert "infinite disparity value(s) (write 0 for infinitely far); the predictions are corrupt or not disparity" \
+        in capsys.readouterr().err
+
+    # The same from Python.
+    from flashdepth.evaluate import EvalOptions, evaluate_predictions
+    from flashdepth.metrics.predictions import PredictionFolder
+
+    result = evaluate_predictions(PredictionFolder(as_disparity, "disparity"), [walk], EvalOptions(max_frames=2))
+    assert result.rows[0]["frames"] == 2 and result.rows[0]["abs_rel"] == pytest.approx(0.0, abs=1e-5)
+    assert result.summary[0]["model"] == "as-disparity"
+
+
+def test_corrupt_or_mismatched_predictions_are_clear_errors(dataset, tmp_path, capsys, monkeypatch):
+    import flashdepth.evaluate
+    from flashdepth.errors import PredictionFormatError, UnknownNameError
+    from flashdepth.evaluate import EvalOptions, evaluate_predictions
+    from flashdepth.metrics.predictions import PredictionFolder
+
+    walk, stills = DatasetFolder(dataset).sequences("test")
+    root = tmp_path / "preds"
+
+    def save(walk_array, stills_array=None):
+        root.mkdir(exist_ok=True)
+        np.save(root / "walk.npy", walk_array)
+        np.save(root / "stills.npy", _truth(stills)[0] if stills_array is None else stills_array)
+
+    def fails(*extra):
+        code = main(["eval", "--data", str(dataset), "--predictions", str(root), "--predictions-kind", "depth", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and "internal error" not in err, err
+        return err
+
+    depth = _truth(walk)[0]
+    nan = depth.copy()
+    nan[2, 5, 5] = np.nan
+    save(nan)
+    assert f"{root / 'walk.npy'} frame 2: 1 NaN value(s)" in fails()
+    negative = depth.copy()
+    negative[1, 0, 0] = -2.0
+    save(negative)
+    assert "frame 1: 1 depth(s) of 0 or less" in fails()
+    # Frame count and size are checked before anything is scored.
+    monkeypatch.setattr(flashdepth.evaluate, "evaluate_predictions", lambda *a, **k: pytest.fail("scored"))
+    save(depth[:3])
+    assert "holds 3 frame(s) but sequence toy/walk has 4" in fails()
+    save(depth, _truth(stills)[0][:, :-1])
+    assert "is 126x168 (height x width)" in fails() and "125x168" in fails()
+    save(depth[0])
+    assert "expected (frames, height, width) = (4, 126, 168)" in fails()
+    (root / "walk.npy").unlink()
+    assert "no predictions for sequence toy/walk" in fails()
+    (root / "walk.npy").write_text("not an array")
+    assert "is not a readable .npy array" in fails()
+    # Options that would be ignored are refused.
+    assert main(["eval", "--data", str(dataset), "--predictions", str(root)]) == 2
+    assert "--predictions-kind" in capsys.readouterr().err
+    assert main(["eval", "--data", str(dataset), "--predictions", str(root), "--predictions-kind", "depth",
+                 "--preset", "base"]) == 2
+    assert "--preset" in capsys.readouterr().err
+    assert main(["eval", "--data", str(dataset)]) == 2
+    assert "nothing to score" in capsys.readouterr().err
+    monkeypatch.undo()
+    with pytest.raises(UnknownNameError, match="depth, disparity"):
+        PredictionFolder(root, "metres")
+    with pytest.raises(PredictionFormatError, match="does not exist"):
+        PredictionFolder(tmp_path / "nowhere", "depth")
+    save(nan)
+    with pytest.raises(PredictionFormatError, match="NaN"):
+        evaluate_predictions(PredictionFolder(root, "depth"), [walk], EvalOptions())
+
+
+def test_prediction_kinds_reach_the_help(capsys):
+    from flashdepth.metrics.predictions import PREDICTION_KINDS
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for kind in PREDICTION_KINDS.values():
+        assert f"{kind.name}: {' '.join(kind.description.split())}" in text

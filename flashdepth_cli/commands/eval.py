@@ -11,6 +11,7 @@ from pathlib import Path
 from flashdepth.config import EVAL_PRESETS
 from flashdepth.geometry import DEFAULT_MAX_DEPTH
 from flashdepth.metrics import METRICS
+from flashdepth.metrics.predictions import PREDICTION_KINDS
 
 from ..common import UsageError, add_device_options
 
@@ -28,17 +29,26 @@ metrics:
 EXAMPLES = """\
   flashdepth eval --data data/sintel data/waymo --model flashdepth-s flashdepth-l
   flashdepth eval --data data/sintel --model mine=runs/stage1-s/step_0015000.pth flashdepth-s --json scores.json
-  flashdepth eval --data data/unreal4k --model flashdepth --preset 2k --max-frames 50"""
+  flashdepth eval --data data/unreal4k --model flashdepth --preset 2k --max-frames 50
+  flashdepth eval --data data/sintel --model flashdepth-s --predictions depthcrafter=preds/dc --predictions-kind disparity"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="FOLDER",
                    help="dataset folders (with dataset.json) or sequence folders (with sequence.json)")
-    p.add_argument("--model", nargs="+", required=True, metavar="NAME[=CHECKPOINT]",
+    p.add_argument("--model", nargs="+", default=[], metavar="NAME[=CHECKPOINT]",
                    help="one or more models, side by side; NAME=PATH uses that weights file")
+    p.add_argument("--predictions", nargs="+", default=[], metavar="[NAME=]DIR",
+                   help="score the saved outputs of another method instead of (or beside) --model: DIR/DATASET/"
+                        "SEQUENCE.npy (frames, height, width) or DIR/DATASET/SEQUENCE/*.npy one per frame, at the "
+                        "ground truth's size (the DATASET level may be left out); needs --predictions-kind")
+    p.add_argument("--predictions-kind", choices=list(PREDICTION_KINDS),
+                   help="what the --predictions values are: " + "; ".join(
+                       f"{k.name}: {k.description}" for k in PREDICTION_KINDS.values()))
     p.add_argument("--checkpoint", help="weights file for a single --model")
     p.add_argument("--split", default="test", help="split of dataset.json to score (default test)")
-    p.add_argument("--preset", choices=EVAL_PRESETS, help="evaluation resolution (default: the model's own, 2k for flashdepth)")
+    p.add_argument("--preset", choices=EVAL_PRESETS,
+                   help="evaluation resolution of --model (default: the model's own, 2k for flashdepth)")
     p.add_argument("--max-depth", type=float, default=DEFAULT_MAX_DEPTH,
                    help=f"depth cap in the fit and the metrics, metres (default {DEFAULT_MAX_DEPTH:g})")
     p.add_argument("--dataset-max-depth", action="append", default=[], metavar="DATASET=VALUE",
@@ -115,12 +125,38 @@ def _progress(row: dict) -> None:
     print(f"{row['model']} {row['dataset']}/{row['sequence']}: {scores}", file=sys.stderr)
 
 
+def _prediction_folders(args: argparse.Namespace) -> list:
+    """--predictions [NAME=]DIR items -> [(name, PredictionFolder)]."""
+    from flashdepth.metrics.predictions import PredictionFolder
+
+    if not args.model and not args.predictions:
+        raise UsageError("nothing to score: give --model NAME (a model to run) and/or --predictions DIR (saved outputs)")
+    if args.predictions and args.predictions_kind is None:
+        raise UsageError("--predictions needs --predictions-kind depth or disparity: say what the saved values are")
+    if args.predictions_kind is not None and not args.predictions:
+        raise UsageError("--predictions-kind applies to --predictions only; give --predictions DIR")
+    if args.preset is not None and not args.model:
+        raise UsageError("--preset sets the resolution --model runs at; saved --predictions are scored at the "
+                         "ground truth's size, so leave --preset out")
+    folders = []
+    for item in args.predictions:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).name, item
+        folders.append((name, PredictionFolder(path, args.predictions_kind)))
+    return folders
+
+
 def main(args: argparse.Namespace) -> int:
-    from flashdepth.evaluate import EvalOptions, check_sequence, evaluate_corpus, markdown_table, summarize
+    import dataclasses
+
+    from flashdepth.evaluate import (EvalOptions, check_sequence, evaluate_corpus, evaluate_predictions,
+                                     markdown_table, summarize)
     from flashdepth.registry import list_models
     from flashdepth.weights import load_model
 
     caps = _caps(args)
+    folders = _prediction_folders(args)
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError(f"--max-frames {args.max_frames}: give a number of frames, 1 or more")
     json_path = Path(args.json) if args.json else None
@@ -135,11 +171,16 @@ def main(args: argparse.Namespace) -> int:
     sequences = _targets(args.data, args.split)
     for seq in sequences:
         check_sequence(seq)  # before any model is loaded
+        for _, folder in folders:
+            folder.open(seq)  # frame counts and sizes too
     records = []
     for name, path in specs:
         model = load_model(path or name, variant=name if name in list_models() else None)
         records += evaluate_corpus(model, sequences, opts, device=args.device, precision=args.precision, name=name,
                                    on_row=_progress).rows
+    for name, folder in folders:
+        records += evaluate_predictions(folder, sequences, dataclasses.replace(opts, preset=None), name=name,
+                                        on_row=_progress).rows
     print("## Per sequence\n")
     print(markdown_table(records, ["model", "dataset", "sequence", "frames", *METRICS]))
     print("\n## Per dataset (mean over sequences)\n")
