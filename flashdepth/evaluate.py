@@ -22,8 +22,8 @@ from .config import EVAL_PRESETS
 from .data.datasets import DATASETS
 from .data.sequence import SequenceFolder
 from .errors import ConfigError, DatasetFormatError, UnknownNameError
-from .geometry import DEFAULT_MAX_DEPTH, check_max_depth
-from .metrics import METRICS, SequenceAccumulator, SequenceContext
+from .geometry import DEFAULT_MAX_DEPTH, DEPTH_SCALE, check_max_depth
+from .metrics import ALIGNMENTS, DEFAULT_ALIGNMENT, METRICS, SequenceAccumulator, SequenceContext
 from .metrics.predictions import PredictionFolder
 from .preprocess import processing_size, resize_depth
 from .session import DepthSession
@@ -48,10 +48,13 @@ class EvalOptions:
     max_frames: Optional[int] = None  # score at most this many frames of each sequence (None: all)
     spill_dir: Optional[str] = None  # where the accumulator spills predictions (None: the system's temp)
     dataset_max_depth: Mapping[str, float] = field(default_factory=dict)  # per-dataset caps over max_depth
+    alignment: str = DEFAULT_ALIGNMENT  # a row of flashdepth.metrics.ALIGNMENTS ('none': metres as predicted)
 
     def __post_init__(self):
         if self.preset is not None and self.preset not in EVAL_PRESETS:
             raise UnknownNameError("evaluation preset", self.preset, EVAL_PRESETS)
+        if self.alignment not in ALIGNMENTS:
+            raise UnknownNameError("alignment", self.alignment, ALIGNMENTS)
         check_max_depth(self.max_depth)
         for dataset, cap in self.dataset_max_depth.items():
             check_max_depth(cap, f"dataset_max_depth[{dataset!r}]")
@@ -76,19 +79,24 @@ def check_sequence(seq: SequenceFolder) -> None:
                                  f"{len(seq)} in sequence.json); convert it again or leave it out of the split")
 
 
-def _score(seq: SequenceFolder, predictions: Iterable[np.ndarray], n: int, opts: EvalOptions) -> dict:
-    """Feed ``n`` predictions (inverse depth at the ground truth's size) to the accumulator."""
-    acc = SequenceAccumulator(max_depth=opts.max_depth_for(seq.dataset), per_frame=opts.per_frame,
-                              spill_dir=opts.spill_dir)
+def _score(seq: SequenceFolder, predictions: Iterable[np.ndarray], n: int, opts: EvalOptions,
+           preset: Optional[str]) -> dict:
+    """Feed ``n`` predictions (inverse depth at the ground truth's size; in 1/m for an alignment
+    that compares metres) to the accumulator -> the row's scores and the protocol they follow."""
+    cap = opts.max_depth_for(seq.dataset)
+    acc = SequenceAccumulator(max_depth=cap, per_frame=opts.per_frame, spill_dir=opts.spill_dir,
+                              alignment=opts.alignment)
     for i, pred in zip(range(n), predictions):
         acc.add(pred, seq.target(i))
     context = SequenceContext(dense=not seq.depth_spec.sparse, intrinsics=seq.intrinsics(), poses=seq.poses())
     result = acc.finish(seq.target, context)
-    return {"frames": n, "video": bool(seq.meta.get("video", True)), **result}
+    protocol = {"alignment": opts.alignment, "per_frame_align": opts.per_frame, "max_depth": cap, "preset": preset}
+    return {"frames": n, "video": bool(seq.meta.get("video", True)), **result, **protocol}
 
 
 def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOptions = EvalOptions()) -> dict:
-    """Score one sequence -> {"frames", "video", every metric of :data:`METRICS`, "scale", ...}.
+    """Score one sequence -> {"frames", "video", every metric of :data:`METRICS`, "scale", "shift",
+    "valid_pixels", and the protocol: "alignment", "per_frame_align", "max_depth", "preset"}.
 
     Metrics that do not apply are None (boundary F1 for sparse ground truth, TAE without
     intrinsics and poses), and so is every metric when no pixel is valid under the depth cap;
@@ -98,10 +106,13 @@ def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOpti
     n = min(len(seq), opts.max_frames or len(seq))
     preset = opts.preset or session.config.input.eval_preset
     session.reset(size=eval_size(seq.dataset, seq.height, seq.width, preset, session.config.vit.patch_size))
+    # The published models predict inverse depth x DEPTH_SCALE: an alignment that compares metres
+    # as predicted needs 1/m (the others fit the scale, so they take the output as it is).
+    unit = DEPTH_SCALE if ALIGNMENTS[opts.alignment].in_metres else 1.0
     # (H, W) at the ground truth's size, one frame at a time
-    predictions = (resize_depth(session.predict(seq.rgb(i)), (seq.height, seq.width)).cpu().numpy()
+    predictions = (resize_depth(session.predict(seq.rgb(i)), (seq.height, seq.width)).cpu().numpy() / unit
                    for i in range(n))
-    return _score(seq, predictions, n, opts)
+    return _score(seq, predictions, n, opts, preset)
 
 
 @dataclass(frozen=True)
@@ -166,7 +177,7 @@ def evaluate_predictions(predictions: PredictionFolder, sequences: Sequence[Sequ
 
     def score(seq: SequenceFolder) -> dict:
         n = min(len(seq), opts.max_frames or len(seq))
-        return _score(seq, (frames[seq.path](i) for i in range(n)), n, opts)
+        return _score(seq, (frames[seq.path](i) for i in range(n)), n, opts, None)
 
     return _corpus(name or predictions.root.name, sequences, score, on_row)
 

@@ -306,3 +306,38 @@ def test_prediction_kinds_reach_the_help(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for kind in PREDICTION_KINDS.values():
         assert f"{kind.name}: {' '.join(kind.description.split())}" in text
+
+
+def test_alignment_option_and_the_protocol_in_the_records(dataset, checkpoints, tmp_path):
+    """--alignment none scores metres as predicted: the ground truth saved as depth in metres is
+    perfect with every metric, a model's output is read as inverse depth x 100; every record says
+    which protocol produced it."""
+    from flashdepth.evaluate import EvalOptions, evaluate_sequence
+    from flashdepth.geometry import DEPTH_SCALE
+
+    walk, stills = DatasetFolder(dataset).sequences("test")
+    root = tmp_path / "preds"
+    root.mkdir()
+    for seq in (walk, stills):
+        np.save(root / f"{seq.name}.npy", _truth(seq)[0])
+    out = tmp_path / "scores.json"
+    assert main(["eval", "--data", str(dataset), "--predictions", str(root), "--predictions-kind", "depth",
+                 "--alignment", "none", "--max-depth", "15", "--json", str(out)]) == 0
+    for r in json.loads(out.read_text()):
+        assert (r["alignment"], r["max_depth"], r["preset"], r["per_frame_align"]) == ("none", 15.0, None, False)
+        assert r["abs_rel"] == pytest.approx(0, abs=1e-6) and r["rmse"] == pytest.approx(0, abs=1e-5)
+        assert r["delta1"] == r["delta3"] == 1.0 and (r["scale"], r["shift"]) == (1.0, 0.0)
+    assert main(["eval", "--data", str(dataset), "--predictions", str(root), "--predictions-kind", "depth",
+                 "--alignment", "scale", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())[0]["abs_rel"] == pytest.approx(0, abs=1e-6)
+
+    model = checkpoints["s"][0]
+    session = DepthSession(model, device="cpu")
+    row = evaluate_sequence(session, walk, EvalOptions(alignment="none", max_frames=2))
+    assert (row["alignment"], row["preset"], row["max_depth"]) == ("none", "base", 70.0)
+    session = DepthSession(model, device="cpu", size=(126, 168))
+    preds = np.stack([F.interpolate(session.predict(walk.rgb(i))[None, None], size=(126, 168), mode="bilinear",
+                                    align_corners=True)[0, 0].numpy() for i in range(2)])
+    direct = depth_metrics(preds / DEPTH_SCALE, np.stack([walk.target(i) for i in range(2)]), alignment="none")
+    for key in ("abs_rel", "rmse", "silog", "delta2"):
+        assert row[key] == pytest.approx(direct[key], rel=1e-5), key

@@ -1,16 +1,15 @@
-"""Evaluation metrics as pure functions on NumPy arrays: alignment, the per-pixel formulas,
-boundary F1 and temporal consistency. No state and no tables (those are in :mod:`.scoring`).
+"""Evaluation metrics as pure functions on NumPy arrays: the per-pixel formulas, the direct
+scoring of a sequence held in memory, boundary F1 and temporal consistency. No state (the
+scoring machinery is in :mod:`.scoring`, the alignments in :mod:`.alignment`).
 
 Conventions (the paper's protocol): predictions and ground truth are *inverse depth*
 ("disparity"); ground truth marks invalid pixels with -1 and sky / infinitely far with 0.
 
-* :func:`align_scale_shift` fits ``gt ~ s * pred + t`` by least squares over the pixels whose
-  ground-truth disparity is at least ``1 / max_depth`` (so sky, invalid and far pixels do not
-  steer the fit).
 * :func:`depth_metrics` aligns once per sequence (or per frame), converts both to depth as
   ``1 / max(x, 1e-3)``, clips depth to ``[1e-3, max_depth]`` and averages AbsRel and
   delta1 (max ratio < 1.25) over every pixel whose ground truth is >= 0 -- sky and far pixels
-  included, at the clipped depth, as the published metric code does.
+  included, at the clipped depth, as the published metric code does (the default alignment,
+  'scale-shift'); it also gives the metric metrics of Depth Anything V2's metric evaluation.
 * :func:`boundary_f1` is the scale-invariant boundary F1 of Depth Pro on one frame of depths.
 * :func:`scale_std` and :func:`tae` measure temporal consistency.
 """
@@ -21,37 +20,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import UnknownNameError
 from ..geometry import DEFAULT_MAX_DEPTH, Intrinsics, check_max_depth, unproject
-
-EPS_DISPARITY = 1e-3  # disparities are clipped to this before inversion (depth <= 1000)
-
-
-# ----------------------------------------------------------------------------- alignment
-def fit_from_sums(spp: float, sp: float, n: float, spg: float, sg: float) -> tuple[float, float]:
-    """Least-squares (s, t) of gt ~ s * pred + t from the normal-equation sums."""
-    det = spp * n - sp * sp
-    if n == 0:
-        return 1.0, 0.0
-    if abs(det) <= 1e-12 * max(spp * n, 1e-300):
-        # Degenerate (constant prediction): the best fit is the mean, with no scale.
-        return 0.0, sg / n
-    s = (spg * n - sp * sg) / det
-    t = (spp * sg - sp * spg) / det
-    return float(s), float(t)
-
-
-def normal_sums(pred: np.ndarray, gt: np.ndarray, max_depth: float) -> np.ndarray:
-    """The normal-equation sums [sum p^2, sum p, n, sum p g, sum g] of the fit gt ~ s * pred + t
-    over the pixels with gt >= 1 / max_depth (any shape; sums of frames add up)."""
-    mask = gt >= 1.0 / max_depth
-    p = pred[mask].astype(np.float64)
-    g = gt[mask].astype(np.float64)
-    return np.array([p @ p, p.sum(), float(p.size), p @ g, g.sum()])
-
-
-def align_scale_shift(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> tuple[float, float]:
-    """(s, t) minimising |s * pred + t - gt|^2 over pixels with gt >= 1 / max_depth."""
-    return fit_from_sums(*normal_sums(np.asarray(pred), np.asarray(gt), max_depth))
+from .alignment import ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, align_scale_shift, fit_from_sums, normal_sums
 
 
 # ------------------------------------------------------------------------- depth metrics
@@ -65,22 +36,69 @@ def abs_rel(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
     return np.abs(pred_depth - gt_depth) / gt_depth
 
 
+def sq_rel(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    """Per pixel (d - d*)^2 / d*."""
+    return (pred_depth - gt_depth) ** 2 / gt_depth
+
+
+def squared_error(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    """Per pixel (d - d*)^2 (RMSE is the root of its mean)."""
+    return (pred_depth - gt_depth) ** 2
+
+
+def log_error(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    """Per pixel ln d - ln d* (RMSE log and SILog are built on it)."""
+    return np.log(pred_depth) - np.log(gt_depth)
+
+
+def log10_error(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    """Per pixel |log10 d - log10 d*|."""
+    return np.abs(np.log10(pred_depth) - np.log10(gt_depth))
+
+
+def delta(pred_depth: np.ndarray, gt_depth: np.ndarray, k: int = 1) -> np.ndarray:
+    """Per pixel max(d / d*, d* / d) < 1.25^k."""
+    return np.maximum(pred_depth / gt_depth, gt_depth / pred_depth) < 1.25 ** k
+
+
 def delta1(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
-    """Per pixel max(d / d*, d* / d) < 1.25."""
-    return np.maximum(pred_depth / gt_depth, gt_depth / pred_depth) < 1.25
+    return delta(pred_depth, gt_depth, 1)
 
 
-def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False) -> dict:
-    """AbsRel, delta1 and the other sequence scores of a sequence of inverse depths, held in memory.
+def delta2(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    return delta(pred_depth, gt_depth, 2)
 
-    pred, gt: (T, H, W) (or (H, W)) inverse depth; gt -1 = invalid, 0 = sky.
-    ``per_frame`` fits a scale and shift per frame instead of one for the sequence.
+
+def delta3(pred_depth: np.ndarray, gt_depth: np.ndarray) -> np.ndarray:
+    return delta(pred_depth, gt_depth, 3)
+
+
+def silog(log_errors: np.ndarray) -> float:
+    """Scale-invariant log error of the pixels' ln d - ln d*: sqrt(mean(e^2) - 0.5 mean(e)^2)
+    (lambda 0.5, unscaled, as in Depth Anything V2's metric evaluation)."""
+    return float(np.sqrt(np.mean(log_errors ** 2) - 0.5 * np.mean(log_errors) ** 2))
+
+
+def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False,
+                  alignment: str = DEFAULT_ALIGNMENT) -> dict:
+    """Every sequence score of a sequence of inverse depths held in memory.
+
+    pred, gt: (T, H, W) (or (H, W)) inverse depth; gt -1 = invalid, 0 = sky. ``alignment`` is a
+    row of :data:`flashdepth.metrics.ALIGNMENTS`: 'scale-shift' (the paper's protocol, any
+    prediction scale), 'scale' or 'none' (then ``pred`` is in 1/m). ``per_frame`` fits per frame
+    instead of once for the sequence.
+
     Returns abs_rel, delta1, boundary_f1 (mean over frames), scale_std, tae (None: no poses here;
-    see :func:`tae`) and "scale", "shift", "valid_pixels" (scale/shift of the sequence fit; NaN
-    with ``per_frame``). With no ground-truth pixel within ``max_depth`` to fit, every metric,
-    the scale and the shift are None (missing, not perfect) and valid_pixels is 0. Computed directly from the formulas; :class:`flashdepth.metrics.SequenceAccumulator`
-    computes the same in bounded memory.
+    see :func:`tae`), sq_rel, rmse, rmse_log, log10, silog, delta2, delta3 -- each over the pixels
+    the alignment scores, pooled over the sequence -- and "scale", "shift" (of the sequence fit;
+    NaN with ``per_frame``), "valid_pixels". With no ground-truth pixel within ``max_depth``,
+    every metric, the scale and the shift are None (missing, not perfect) and valid_pixels is 0.
+    Computed directly from the formulas; :class:`flashdepth.metrics.SequenceAccumulator` computes
+    the same in bounded memory.
     """
+    if alignment not in ALIGNMENTS:
+        raise UnknownNameError("alignment", alignment, ALIGNMENTS)
+    row = ALIGNMENTS[alignment]
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     if pred.shape != gt.shape:
@@ -89,24 +107,35 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_M
     check_max_depth(max_depth)
     if pred.ndim == 2:
         pred, gt = pred[None], gt[None]
+    names = ("abs_rel", "delta1", "boundary_f1", "scale_std", "tae", "sq_rel", "rmse", "rmse_log", "log10", "silog",
+             "delta2", "delta3")
     if not (gt >= 1.0 / max_depth).any():  # nothing to fit: missing, not perfect
-        return {"abs_rel": None, "delta1": None, "boundary_f1": None, "scale_std": None, "tae": None,
-                "scale": None, "shift": None, "valid_pixels": 0}
-    frame_fits = np.array([align_scale_shift(p, g, max_depth) for p, g in zip(pred, gt)])  # (T, 2)
-    s, t = align_scale_shift(pred, gt, max_depth)
+        return {**{name: None for name in names}, "scale": None, "shift": None, "valid_pixels": 0}
+    frame_sums = [normal_sums(p, g, max_depth) for p, g in zip(pred, gt)]
+    s, t = row.fit(normal_sums(pred, gt, max_depth))
     if per_frame:
-        aligned = frame_fits[:, 0, None, None] * pred + frame_fits[:, 1, None, None]  # (T, H, W)
+        fits = np.array([row.fit(sums) for sums in frame_sums])  # (T, 2)
+        aligned = fits[:, 0, None, None] * pred + fits[:, 1, None, None]  # (T, H, W)
     else:
         aligned = s * pred + t  # (T, H, W)
     pred_depth, gt_depth = to_depth(aligned, max_depth), to_depth(gt, max_depth)  # (T, H, W) each
-    valid = gt >= 0  # (T, H, W): sky and far pixels count, at the clipped depth
+    valid = row.scored(gt, max_depth)  # (T, H, W)
+    pd, gd = pred_depth[valid], gt_depth[valid]  # (N,) each
     n = int(valid.sum())
+    mean = (lambda values: float(np.mean(values))) if n else (lambda values: None)
     return {
-        "abs_rel": float(abs_rel(pred_depth[valid], gt_depth[valid]).mean()) if n else None,
-        "delta1": float(delta1(pred_depth[valid], gt_depth[valid]).mean()) if n else None,
+        "abs_rel": mean(abs_rel(pd, gd)),
+        "delta1": mean(delta1(pd, gd)),
         "boundary_f1": float(np.mean([boundary_f1(p, g) for p, g in zip(pred_depth, gt_depth)])),
-        "scale_std": relative_std(frame_fits[:, 0]),
+        "scale_std": relative_std(np.array([fit_from_sums(*sums)[0] for sums in frame_sums])),
         "tae": None,
+        "sq_rel": mean(sq_rel(pd, gd)),
+        "rmse": float(np.sqrt(np.mean(squared_error(pd, gd)))) if n else None,
+        "rmse_log": float(np.sqrt(np.mean(log_error(pd, gd) ** 2))) if n else None,
+        "log10": mean(log10_error(pd, gd)),
+        "silog": silog(log_error(pd, gd)) if n else None,
+        "delta2": mean(delta2(pd, gd)),
+        "delta3": mean(delta3(pd, gd)),
         "scale": float("nan") if per_frame else s,
         "shift": float("nan") if per_frame else t,
         "valid_pixels": n,

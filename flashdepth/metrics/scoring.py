@@ -19,9 +19,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..errors import UnknownNameError
 from ..geometry import DEFAULT_MAX_DEPTH, check_max_depth
-from .formulas import (EPS_DISPARITY, abs_rel, boundary_f1, delta1, fit_from_sums, normal_sums, pair_errors,
-                       relative_std, to_depth)
+from .alignment import ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, Alignment, fit_from_sums, normal_sums
+from .formulas import (abs_rel, boundary_f1, delta1, delta2, delta3, log10_error, log_error, pair_errors, relative_std,
+                       sq_rel, squared_error, to_depth)
 
 
 # -------------------------------------------------------------------- the metrics table
@@ -39,12 +41,14 @@ class SequenceContext:
 class FramePair:
     """One aligned frame and its ground truth, with the derived arrays computed once and shared."""
 
-    def __init__(self, index: int, aligned: np.ndarray, gt: np.ndarray, max_depth: float):
+    def __init__(self, index: int, aligned: np.ndarray, gt: np.ndarray, max_depth: float,
+                 alignment: Alignment = ALIGNMENTS[DEFAULT_ALIGNMENT]):
         self.index, self.aligned, self.gt, self.max_depth = index, aligned, gt, max_depth
+        self.alignment = alignment
 
     @functools.cached_property
     def valid(self) -> np.ndarray:
-        return self.gt >= 0  # (H, W): sky and far pixels count, at the clipped depth
+        return self.alignment.scored(self.gt, self.max_depth)  # (H, W): the pixels the alignment scores
 
     @functools.cached_property
     def pred_depth(self) -> np.ndarray:
@@ -68,6 +72,33 @@ class _PixelMean:
 
     def value(self) -> Optional[float]:
         return self.total / self.count if self.count else None  # no valid pixel: missing, not perfect
+
+
+class _PixelRootMean(_PixelMean):
+    """Root of the mean of a per-pixel quantity (RMSE, RMSE log)."""
+
+    def value(self) -> Optional[float]:
+        mean = super().value()
+        return None if mean is None else float(np.sqrt(mean))
+
+
+class _SILog:
+    """Scale-invariant log error over the valid pixels of the whole sequence (two running sums)."""
+
+    def __init__(self):
+        self.squares, self.total, self.count = 0.0, 0.0, 0
+
+    def update(self, pair: FramePair) -> None:
+        v = pair.valid
+        e = log_error(pair.pred_depth[v], pair.gt_depth[v])  # (N,)
+        self.squares += float((e ** 2).sum())
+        self.total += float(e.sum())
+        self.count += int(v.sum())
+
+    def value(self) -> Optional[float]:
+        if not self.count:
+            return None
+        return float(np.sqrt(self.squares / self.count - 0.5 * (self.total / self.count) ** 2))
 
 
 class _FrameMean:
@@ -124,8 +155,8 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("abs_rel", "mean |d - d*| / d* over valid pixels, depth after one scale+shift per sequence in disparity",
-           False, lambda ctx: _PixelMean(abs_rel)),
+    Metric("abs_rel", "mean |d - d*| / d* over valid pixels, depth after the alignment (default: one scale+shift "
+           "per sequence in disparity)", False, lambda ctx: _PixelMean(abs_rel)),
     Metric("delta1", "share of valid pixels with max(d/d*, d*/d) < 1.25", True, lambda ctx: _PixelMean(delta1)),
     Metric("boundary_f1", "scale-invariant boundary F1 (Depth Pro), dense ground truth only", True,
            lambda ctx: _FrameMean(lambda p: boundary_f1(p.pred_depth, p.gt_depth)) if ctx.dense else _Constant(None)),
@@ -133,6 +164,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            lambda ctx: _Constant(relative_std(np.asarray(ctx.frame_scales)))),
     Metric("tae", "temporal alignment error: AbsRel of consecutive frames reprojected with the camera poses", False,
            lambda ctx: _TAE(ctx) if ctx.intrinsics is not None and ctx.poses is not None else _Constant(None)),
+    Metric("sq_rel", "mean (d - d*)^2 / d* over valid pixels", False, lambda ctx: _PixelMean(sq_rel)),
+    Metric("rmse", "root mean squared depth error (metres once aligned)", False,
+           lambda ctx: _PixelRootMean(squared_error)),
+    Metric("rmse_log", "root mean squared ln d - ln d*", False,
+           lambda ctx: _PixelRootMean(lambda pd, gd: log_error(pd, gd) ** 2)),
+    Metric("log10", "mean |log10 d - log10 d*|", False, lambda ctx: _PixelMean(log10_error)),
+    Metric("silog", "scale-invariant log error sqrt(mean(e^2) - 0.5 mean(e)^2), e = ln d - ln d*", False,
+           lambda ctx: _SILog()),
+    Metric("delta2", "share of valid pixels with max(d/d*, d*/d) < 1.25^2", True, lambda ctx: _PixelMean(delta2)),
+    Metric("delta3", "share of valid pixels with max(d/d*, d*/d) < 1.25^3", True, lambda ctx: _PixelMean(delta3)),
 )}
 
 
@@ -147,12 +188,15 @@ class SequenceAccumulator:
     """
 
     def __init__(self, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False, spill: bool = True,
-                 spill_dir: Optional[str] = None):
+                 spill_dir: Optional[str] = None, alignment: str = DEFAULT_ALIGNMENT):
         check_max_depth(max_depth)
+        if alignment not in ALIGNMENTS:
+            raise UnknownNameError("alignment", alignment, ALIGNMENTS)
+        self.alignment = ALIGNMENTS[alignment]
         self.max_depth, self.per_frame = max_depth, per_frame
         self.spill, self.spill_dir = spill, spill_dir
         self.sums = np.zeros(5)
-        self.frame_fits: list[tuple[float, float]] = []
+        self.frame_sums: list[np.ndarray] = []  # (5,) per frame
         self.preds: list = []
         self.file = None  # the spill file, opened at the first frame
         self.shape: Optional[tuple[int, int]] = None
@@ -163,7 +207,7 @@ class SequenceAccumulator:
         pred = np.asarray(pred, dtype=np.float32 if self.spill else np.float64)
         sums = normal_sums(pred, np.asarray(gt), self.max_depth)
         self.sums += sums
-        self.frame_fits.append(fit_from_sums(*sums))
+        self.frame_sums.append(sums)
         if not self.spill:
             self.preds.append(pred)
         else:
@@ -187,19 +231,19 @@ class SequenceAccumulator:
             self._close()
             return {**{name: None for name in METRICS}, "scale": None, "shift": None, "valid_pixels": 0}
         ctx = dataclasses.replace(context or SequenceContext(), max_depth=self.max_depth,
-                                  frame_scales=tuple(f[0] for f in self.frame_fits))
+                                  frame_scales=tuple(fit_from_sums(*sums)[0] for sums in self.frame_sums))
         preds = self.preds
         if self.spill:
             self.file.flush()
             preds = np.memmap(self.file, dtype=np.float32, mode="r", shape=(self.count, *self.shape))
         scorers = {name: metric.scorer(ctx) for name, metric in METRICS.items()}
-        s, t = fit_from_sums(*self.sums)
+        s, t = self.alignment.fit(self.sums)
         valid = 0
         try:
             for i in range(self.count):
                 gt = np.asarray(gt_at(i), dtype=np.float64)
-                fs, ft = self.frame_fits[i] if self.per_frame else (s, t)
-                pair = FramePair(i, fs * np.asarray(preds[i], dtype=np.float64) + ft, gt, self.max_depth)
+                fs, ft = self.alignment.fit(self.frame_sums[i]) if self.per_frame else (s, t)
+                pair = FramePair(i, fs * np.asarray(preds[i], dtype=np.float64) + ft, gt, self.max_depth, self.alignment)
                 for scorer in scorers.values():
                     scorer.update(pair)
                 valid += int(pair.valid.sum())

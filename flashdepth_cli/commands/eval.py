@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flashdepth.config import EVAL_PRESETS
 from flashdepth.geometry import DEFAULT_MAX_DEPTH
-from flashdepth.metrics import METRICS
+from flashdepth.metrics import ALIGNMENTS, DEFAULT_ALIGNMENT, METRICS
 from flashdepth.metrics.predictions import PREDICTION_KINDS
 
 from ..common import UsageError, add_device_options
@@ -19,7 +19,8 @@ HELP = "score models on sequence folders (the paper's protocol)"
 DESCRIPTION = """\
 Stream every sequence of the datasets through each model (a fresh stream per sequence, at the
 dataset's evaluation size for the model's preset), fit one scale and shift per sequence in
-disparity space, and report per sequence and per dataset. Data must be in the flashdepth
+disparity space (--alignment: or a scale only, or none for metric models), and report per
+sequence and per dataset; --predictions scores saved outputs of other methods the same way. Data must be in the flashdepth
 sequence-folder format (`flashdepth convert`). Protocol and how to reproduce the paper's table:
 docs/evaluation.md.
 
@@ -30,6 +31,7 @@ EXAMPLES = """\
   flashdepth eval --data data/sintel data/waymo --model flashdepth-s flashdepth-l
   flashdepth eval --data data/sintel --model mine=runs/stage1-s/step_0015000.pth flashdepth-s --json scores.json
   flashdepth eval --data data/unreal4k --model flashdepth --preset 2k --max-frames 50
+  flashdepth eval --data data/kitti --predictions metric3d=preds/m3d --predictions-kind depth --alignment none
   flashdepth eval --data data/sintel --model flashdepth-s --predictions depthcrafter=preds/dc --predictions-kind disparity"""
 
 
@@ -53,7 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"depth cap in the fit and the metrics, metres (default {DEFAULT_MAX_DEPTH:g})")
     p.add_argument("--dataset-max-depth", action="append", default=[], metavar="DATASET=VALUE",
                    help="per-dataset depth cap, e.g. sintel=70")
-    p.add_argument("--per-frame-align", action="store_true", help="fit scale and shift per frame, not per sequence")
+    p.add_argument("--alignment", choices=list(ALIGNMENTS), default=DEFAULT_ALIGNMENT,
+                   help=f"how predictions are aligned before scoring (default {DEFAULT_ALIGNMENT}): " + "; ".join(
+                       f"{a.name}: {a.description}" for a in ALIGNMENTS.values()))
+    p.add_argument("--per-frame-align", action="store_true", help="fit the alignment per frame, not per sequence")
     p.add_argument("--max-frames", type=int, help="score at most this many frames of each sequence")
     p.add_argument("--json", help="write one record per model and sequence to this file")
     add_device_options(p)
@@ -163,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
     if json_path is not None:
         _check_writable(json_path)
     opts = EvalOptions(preset=args.preset, max_depth=args.max_depth, per_frame=args.per_frame_align,
-                       max_frames=args.max_frames, dataset_max_depth=caps)
+                       max_frames=args.max_frames, dataset_max_depth=caps, alignment=args.alignment)
     specs = []
     for item in args.model:
         name, _, path = item.partition("=")
