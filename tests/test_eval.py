@@ -327,9 +327,15 @@ def test_alignment_option_and_the_protocol_in_the_records(dataset, checkpoints, 
         assert (r["alignment"], r["max_depth"], r["preset"], r["per_frame_align"]) == ("none", 15.0, None, False)
         assert r["abs_rel"] == pytest.approx(0, abs=1e-6) and r["rmse"] == pytest.approx(0, abs=1e-5)
         assert r["delta1"] == r["delta3"] == 1.0 and (r["scale"], r["shift"]) == (1.0, 0.0)
-    assert main(["eval", "--data", str(dataset), "--predictions", str(root), "--predictions-kind", "depth",
-                 "--alignment", "scale", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())[0]["abs_rel"] == pytest.approx(0, abs=1e-6)
+    scaled = tmp_path / "scaled"  # right up to a factor: only the scale alignments make it perfect
+    scaled.mkdir()
+    for seq in (walk, stills):
+        np.save(scaled / f"{seq.name}.npy", 2.5 * _truth(seq)[0])
+    for alignment, perfect in (("none", False), ("scale", True), ("median-scale", True)):
+        assert main(["eval", "--data", str(dataset), "--predictions", str(scaled), "--predictions-kind", "depth",
+                     "--alignment", alignment, "--json", str(out)]) == 0
+        record = json.loads(out.read_text())[0]
+        assert (record["abs_rel"] < 1e-6) == perfect and record["alignment"] == alignment
 
     model = checkpoints["s"][0]
     session = DepthSession(model, device="cpu")

@@ -204,34 +204,54 @@ def test_the_alignments_remove_what_they_say():
     for alignment, prediction, perfect in (
             ("none", exact, True), ("none", 2 * exact, False),
             ("scale", 2 * exact, True), ("scale", 2 * exact + 0.01, False),
+            ("median-scale", 3 * exact, True), ("median-scale", 3 * exact + 0.01, False),
             ("scale-shift", 2 * exact + 0.01, True)):
         m = depth_metrics(prediction, gt_inverse, alignment=alignment)
         assert (m["abs_rel"] < 1e-9 and m["delta1"] == 1 and m["rmse"] < 1e-6) == perfect, (alignment, m)
     m = depth_metrics(2 * exact, gt_inverse, alignment="scale")
     assert m["scale"] == pytest.approx(0.5) and m["shift"] == 0.0
+    scored = (gt_inverse >= 1 / 70) & (gt_inverse <= 1000)
+    inverse = 1 / pred
+    m = depth_metrics(inverse, gt_inverse, alignment="median-scale")
+    assert m["scale"] == pytest.approx(np.median(gt_inverse[scored]) / np.median(inverse[scored]), rel=1e-12)
     # The paper's protocol scores sky at the cap; the metric protocols leave sky out.
     assert depth_metrics(exact, gt_inverse)["valid_pixels"] > depth_metrics(exact, gt_inverse, alignment="none")["valid_pixels"]
     from flashdepth.errors import UnknownNameError
 
-    with pytest.raises(UnknownNameError, match="scale-shift, scale, none"):
+    with pytest.raises(UnknownNameError, match="scale-shift, scale, median-scale, none"):
         depth_metrics(exact, gt_inverse, alignment="median")
     with pytest.raises(UnknownNameError, match="alignment"):
         SequenceAccumulator(alignment="affine")
 
 
-@pytest.mark.parametrize("alignment", ["none", "scale", "scale-shift"])
+@pytest.mark.parametrize("alignment", ["none", "scale", "median-scale", "scale-shift"])
 @pytest.mark.parametrize("per_frame", [False, True])
-def test_accumulator_agrees_with_the_formulas_under_every_alignment(alignment, per_frame):
+@pytest.mark.parametrize("spill", [False, True])
+def test_accumulator_agrees_with_the_formulas_under_every_alignment(alignment, per_frame, spill, tmp_path):
     pred, gt, gt_inverse = metric_scene(3)
     inverse = 1.0 / pred
-    acc = SequenceAccumulator(spill=False, per_frame=per_frame, alignment=alignment)
+    acc = SequenceAccumulator(spill=spill, spill_dir=str(tmp_path), per_frame=per_frame, alignment=alignment)
     for p, g in zip(inverse, gt_inverse):
         acc.add(p, g)
     scored = acc.finish(lambda i: gt_inverse[i])
-    direct = depth_metrics(inverse, gt_inverse, per_frame=per_frame, alignment=alignment)
+    direct = depth_metrics(inverse.astype(np.float32) if spill else inverse, gt_inverse, per_frame=per_frame,
+                           alignment=alignment)
     assert set(scored) == set(direct) == set(METRICS) | {"scale", "shift", "valid_pixels"}
     for key, value in direct.items():
         if value is None or isinstance(value, int):
             assert scored[key] == value, key
         else:
             assert scored[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+
+
+def test_streaming_median_is_numpys_median_in_bounded_memory():
+    from flashdepth.metrics import streaming_median
+
+    rng = np.random.default_rng(7)
+    cases = [rng.normal(0, 1, 1001), rng.integers(-3, 4, 500).astype(float), np.full(64, 2.5),
+             rng.lognormal(0, 3, 333) * rng.choice([-1, 1], 333), np.array([5.0]), np.array([1.0, -0.0, 0.0, 7.0])]
+    for values in cases:
+        chunks = np.array_split(values, 7)
+        for limit in (1, 16, 1 << 22):  # 1: the digit-by-digit selection down to single keys
+            assert streaming_median(lambda: iter(chunks), limit=limit) == np.median(values)
+    assert streaming_median(lambda: iter([np.array([])])) is None

@@ -9,7 +9,7 @@ steer it), through the normal-equation sums of :func:`normal_sums`, which add up
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
@@ -52,6 +52,75 @@ def align_scale_shift(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAU
     return fit_from_sums(*normal_sums(np.asarray(pred), np.asarray(gt), max_depth))
 
 
+def _sort_keys(values: np.ndarray) -> np.ndarray:
+    """float64 values -> uint64 keys in the same order (IEEE 754: flip negatives, set the sign bit
+    of the rest), so that a median can be found digit by digit without float rounding."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).ravel().view(np.uint64)
+    return np.where(bits >> np.uint64(63) == 1, ~bits, bits | np.uint64(1 << 63))
+
+
+def _key_value(key: np.uint64) -> float:
+    bits = key & ~np.uint64(1 << 63) if key >> np.uint64(63) == 1 else ~key
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def _kth_smallest(chunks: Callable[[], Iterable[np.ndarray]], k: int, count: int, limit: int) -> float:
+    """The k-th smallest (0-based) of ``count`` values streamed by ``chunks()`` (called once per pass):
+    a radix selection on 16-bit digits of the sort keys, then an in-memory partition once at most
+    ``limit`` values share the chosen prefix. Exact; memory bounded by ``limit``."""
+    prefix, shift = np.uint64(0), 64  # the candidates' keys start with these (64 - shift) bits
+
+    def candidates(values: np.ndarray, prefix_bits: int, prefix_value: np.uint64) -> np.ndarray:
+        keys = _sort_keys(values)
+        return keys if prefix_bits == 64 else keys[keys >> np.uint64(prefix_bits) == prefix_value]
+
+    while count > limit and shift > 0:
+        digit_shift = shift - 16
+        histogram = np.zeros(1 << 16, dtype=np.int64)
+        for values in chunks():
+            digits = (candidates(values, shift, prefix) >> np.uint64(digit_shift)) & np.uint64(0xFFFF)
+            histogram += np.bincount(digits.astype(np.int64), minlength=1 << 16)
+        below = np.cumsum(histogram)
+        digit = int(np.searchsorted(below, k, side="right"))  # the first digit with more than k below it
+        k -= int(below[digit - 1]) if digit else 0
+        count = int(histogram[digit])
+        prefix, shift = (prefix << np.uint64(16)) | np.uint64(digit), digit_shift
+    keys = np.concatenate([candidates(values, shift, prefix) for values in chunks()])
+    return _key_value(np.partition(keys, k)[k])
+
+
+def streaming_median(chunks: Callable[[], Iterable[np.ndarray]], limit: int = 1 << 22) -> Optional[float]:
+    """The median (NumPy's: the mean of the two middle values for an even count) of every value
+    that ``chunks()`` yields, in bounded memory: ``chunks`` is called again for each pass over the
+    data (usually three or four). None when there are no values."""
+    count = sum(int(np.size(values)) for values in chunks())
+    if count == 0:
+        return None
+    low = _kth_smallest(chunks, (count - 1) // 2, count, limit)
+    high = low if count % 2 else _kth_smallest(chunks, count // 2, count, limit)
+    return 0.5 * (low + high)
+
+
+@dataclass
+class FitStats:
+    """What a fit may use: the normal sums over the fit pixels, and the medians of the prediction
+    and of the ground truth over the scored pixels (computed only when asked: they need a pass
+    over the data)."""
+
+    sums: np.ndarray  # (5,) normal_sums
+    medians: Callable[[], tuple[Optional[float], Optional[float]]]  # () -> (median pred, median gt)
+
+
+def fit_median_scale(stats: FitStats) -> tuple[float, float]:
+    """(median(gt) / median(pred), 0) in inverse depth: the prediction's median brought to the
+    ground truth's (for an odd number of pixels, the same as scaling depth by the ratio of its
+    medians); no alignment when the prediction's median is not positive."""
+    pred, gt = stats.medians()
+    if pred is None or gt is None or not pred > 0:
+        return 1.0, 0.0
+    return float(gt / pred), 0.0
+
+
 def relative_pixels(gt: np.ndarray, max_depth: float) -> np.ndarray:
     """The paper's scored pixels: every valid one (gt >= 0), sky and far ones at the clipped depth."""
     return gt >= 0
@@ -68,7 +137,7 @@ class Alignment:
 
     name: str
     description: str
-    fit: Callable[[np.ndarray], tuple[float, float]]  # normal sums (5,) -> (scale, shift) in inverse depth
+    fit: Callable[[FitStats], tuple[float, float]]  # -> (scale, shift) in inverse depth
     scored: Callable[[np.ndarray, float], np.ndarray]  # (gt inverse depth, max_depth) -> mask of scored pixels
     in_metres: bool  # compared unaligned, so a model's output is first converted to 1/m (geometry.DEPTH_SCALE)
 
@@ -76,12 +145,15 @@ class Alignment:
 ALIGNMENTS: dict[str, Alignment] = {a.name: a for a in (
     Alignment("scale-shift", "least-squares scale and shift in inverse depth, per sequence (the paper's protocol, "
               "for relative models); scores every valid pixel, sky at the depth cap",
-              lambda sums: fit_from_sums(*sums), relative_pixels, False),
+              lambda stats: fit_from_sums(*stats.sums), relative_pixels, False),
     Alignment("scale", "least-squares scale in inverse depth, no shift, per sequence (models right up to scale); "
-              "scores pixels with depth in [0.001, max depth]", lambda sums: fit_scale_from_sums(*sums),
+              "scores pixels with depth in [0.001, max depth]", lambda stats: fit_scale_from_sums(*stats.sums),
+              metric_pixels, False),
+    Alignment("median-scale", "scale that matches the medians of prediction and ground truth over the scored "
+              "pixels, per sequence; scores pixels with depth in [0.001, max depth]", fit_median_scale,
               metric_pixels, False),
     Alignment("none", "no alignment: depth in metres as predicted (metric models; the Depth Anything V2 metric "
-              "protocol); scores pixels with depth in [0.001, max depth]", lambda sums: (1.0, 0.0), metric_pixels,
+              "protocol); scores pixels with depth in [0.001, max depth]", lambda stats: (1.0, 0.0), metric_pixels,
               True),
 )}
 DEFAULT_ALIGNMENT = "scale-shift"

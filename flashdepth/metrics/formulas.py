@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import UnknownNameError
 from ..geometry import DEFAULT_MAX_DEPTH, Intrinsics, check_max_depth, unproject
-from .alignment import ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, align_scale_shift, fit_from_sums, normal_sums
+from .alignment import (ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, FitStats, align_scale_shift, fit_from_sums,
+                        normal_sums)
 
 
 # ------------------------------------------------------------------------- depth metrics
@@ -85,7 +86,7 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_M
 
     pred, gt: (T, H, W) (or (H, W)) inverse depth; gt -1 = invalid, 0 = sky. ``alignment`` is a
     row of :data:`flashdepth.metrics.ALIGNMENTS`: 'scale-shift' (the paper's protocol, any
-    prediction scale), 'scale' or 'none' (then ``pred`` is in 1/m). ``per_frame`` fits per frame
+    prediction scale), 'scale', 'median-scale' or 'none' (then ``pred`` is in 1/m). ``per_frame`` fits per frame
     instead of once for the sequence.
 
     Returns abs_rel, delta1, boundary_f1 (mean over frames), scale_std, tae (None: no poses here;
@@ -111,15 +112,20 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_M
              "delta2", "delta3")
     if not (gt >= 1.0 / max_depth).any():  # nothing to fit: missing, not perfect
         return {**{name: None for name in names}, "scale": None, "shift": None, "valid_pixels": 0}
+    valid = row.scored(gt, max_depth)  # (T, H, W)
+
+    def stats(p: np.ndarray, g: np.ndarray, v: np.ndarray) -> FitStats:
+        medians = (lambda: (float(np.median(p[v])), float(np.median(g[v])))) if v.any() else (lambda: (None, None))
+        return FitStats(normal_sums(p, g, max_depth), medians)
+
     frame_sums = [normal_sums(p, g, max_depth) for p, g in zip(pred, gt)]
-    s, t = row.fit(normal_sums(pred, gt, max_depth))
+    s, t = row.fit(stats(pred, gt, valid))
     if per_frame:
-        fits = np.array([row.fit(sums) for sums in frame_sums])  # (T, 2)
+        fits = np.array([row.fit(stats(p, g, v)) for p, g, v in zip(pred, gt, valid)])  # (T, 2)
         aligned = fits[:, 0, None, None] * pred + fits[:, 1, None, None]  # (T, H, W)
     else:
         aligned = s * pred + t  # (T, H, W)
     pred_depth, gt_depth = to_depth(aligned, max_depth), to_depth(gt, max_depth)  # (T, H, W) each
-    valid = row.scored(gt, max_depth)  # (T, H, W)
     pd, gd = pred_depth[valid], gt_depth[valid]  # (N,) each
     n = int(valid.sum())
     mean = (lambda values: float(np.mean(values))) if n else (lambda values: None)

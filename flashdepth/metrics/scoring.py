@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import UnknownNameError
 from ..geometry import DEFAULT_MAX_DEPTH, check_max_depth
-from .alignment import ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, Alignment, fit_from_sums, normal_sums
+from .alignment import (ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, Alignment, FitStats, fit_from_sums, normal_sums,
+                        streaming_median)
 from .formulas import (abs_rel, boundary_f1, delta1, delta2, delta3, log10_error, log_error, pair_errors, relative_std,
                        sq_rel, squared_error, to_depth)
 
@@ -237,13 +238,20 @@ class SequenceAccumulator:
             self.file.flush()
             preds = np.memmap(self.file, dtype=np.float32, mode="r", shape=(self.count, *self.shape))
         scorers = {name: metric.scorer(ctx) for name, metric in METRICS.items()}
-        s, t = self.alignment.fit(self.sums)
         valid = 0
         try:
+            s, t = self.alignment.fit(FitStats(self.sums, lambda frames=preds: self._medians(frames, gt_at)))
             for i in range(self.count):
                 gt = np.asarray(gt_at(i), dtype=np.float64)
-                fs, ft = self.alignment.fit(self.frame_sums[i]) if self.per_frame else (s, t)
-                pair = FramePair(i, fs * np.asarray(preds[i], dtype=np.float64) + ft, gt, self.max_depth, self.alignment)
+                pred = np.asarray(preds[i], dtype=np.float64)  # (H, W)
+                if self.per_frame:
+                    v = self.alignment.scored(gt, self.max_depth)  # (H, W)
+                    medians = (lambda: (float(np.median(pred[v])), float(np.median(gt[v])))) if v.any() else \
+                        (lambda: (None, None))
+                    fs, ft = self.alignment.fit(FitStats(self.frame_sums[i], medians))
+                else:
+                    fs, ft = s, t
+                pair = FramePair(i, fs * pred + ft, gt, self.max_depth, self.alignment)
                 for scorer in scorers.values():
                     scorer.update(pair)
                 valid += int(pair.valid.sum())
@@ -254,6 +262,18 @@ class SequenceAccumulator:
         result.update(scale=float("nan") if self.per_frame else s, shift=float("nan") if self.per_frame else t,
                       valid_pixels=valid)
         return result
+
+    def _medians(self, preds, gt_at: Callable[[int], np.ndarray]) -> tuple[Optional[float], Optional[float]]:
+        """Medians of the prediction and the ground truth over the scored pixels of the sequence,
+        exact and in bounded memory (a few more passes over the spilled predictions and the ground truth)."""
+
+        def values(of_prediction: bool):
+            for i in range(self.count):
+                gt = np.asarray(gt_at(i), dtype=np.float64)  # (H, W)
+                v = self.alignment.scored(gt, self.max_depth)  # (H, W)
+                yield np.asarray(preds[i], dtype=np.float64)[v] if of_prediction else gt[v]
+
+        return streaming_median(lambda: values(True)), streaming_median(lambda: values(False))
 
     def _close(self) -> None:
         if self.file is not None:
