@@ -173,6 +173,11 @@ class DatasetFormatError(FlashDepthError, ValueError):
     its expected layout."""
 
 
+class PredictionFormatError(DatasetFormatError):
+    """Saved predictions of a method (scored by the evaluation) are missing, corrupt, or do not
+    match the ground truth's frames and size."""
+
+
 class ViewerError(FlashDepthError, OSError):
     """A live viewer cannot start (the Rerun viewer does not launch)."""
 

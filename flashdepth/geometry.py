@@ -1,6 +1,7 @@
 """From the model's output to 3D: metric depth, camera intrinsics, unprojection to points.
 
-Conventions (the same as :func:`flashdepth.metrics.reprojection_error`):
+Conventions (the evaluation's reprojection, :func:`flashdepth.metrics.reprojection_error`, uses
+:func:`unproject` too):
 
 * camera coordinates are OpenCV's: x right, y down, z forward, in metres;
 * pixel ``(u, v)`` is column ``u``, row ``v`` of the array, and its centre is at the integer
@@ -32,6 +33,20 @@ DEPTH_SCALE = 100.0
 DEFAULT_MAX_DEPTH = 70.0
 
 
+def check_fov(fov_deg: float) -> None:
+    """Raise :class:`ConfigError` unless ``fov_deg`` is a horizontal field of view (0 to 180 degrees, open)."""
+    if not 0 < fov_deg < 180:
+        raise ConfigError(f"fov={fov_deg!r} degrees is not a field of view; give a value between 0 and 180")
+
+
+def check_max_depth(max_depth: float, name: str = "max_depth") -> None:
+    """Raise :class:`ConfigError` unless ``max_depth`` is a positive distance in metres (a cap of 0 or
+    less would leave no pixel, or, in the evaluation, clip every depth to one value)."""
+    if not max_depth > 0:  # also refuses NaN
+        raise ConfigError(f"{name}={max_depth!r} must be a positive distance in metres "
+                          f"(the default is {DEFAULT_MAX_DEPTH:g})")
+
+
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics in pixels (pixel centres at integer coordinates, see the module)."""
@@ -49,8 +64,7 @@ class Intrinsics:
     @classmethod
     def from_fov(cls, width: int, height: int, fov_deg: float = DEFAULT_FOV) -> "Intrinsics":
         """Square pixels, principal point at the image centre, horizontal field of view ``fov_deg``."""
-        if not 0 < fov_deg < 180:
-            raise ConfigError(f"fov={fov_deg!r} degrees is not a field of view; give a value between 0 and 180")
+        check_fov(fov_deg)
         f = width / (2.0 * math.tan(math.radians(fov_deg) / 2.0))
         return cls(f, f, (width - 1) / 2.0, (height - 1) / 2.0)
 
@@ -83,10 +97,8 @@ class Unprojection:
     max_depth: float = DEFAULT_MAX_DEPTH
 
     def __post_init__(self):
-        if not 0 < self.fov < 180:
-            raise ConfigError(f"fov={self.fov!r} degrees is not a field of view; give a value between 0 and 180")
-        if not self.max_depth > 0:
-            raise ConfigError(f"max_depth={self.max_depth!r} must be a positive distance in metres")
+        check_fov(self.fov)
+        check_max_depth(self.max_depth)
         if not self.depth_scale > 0:
             raise ConfigError(f"depth_scale={self.depth_scale!r} must be positive (100 for the published models)")
 
@@ -117,15 +129,16 @@ def metric_depth(inverse: np.ndarray, scale: float = DEPTH_SCALE, max_depth: flo
     return depth
 
 
-def unproject(depth: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """(H, W) depth in metres (NaN, non-positive or infinite = no point) -> (N, 3) float32 points
-    in camera coordinates, in row-major pixel order."""
-    depth = np.asarray(depth, dtype=np.float32)
+def unproject(depth: np.ndarray, intrinsics: Intrinsics, dtype=np.float32) -> np.ndarray:
+    """(H, W) depth in metres (NaN, non-positive or infinite = no point) -> (N, 3) points in
+    camera coordinates, in row-major pixel order, computed in ``dtype`` (float32 for the 3D
+    outputs; the evaluation's reprojection asks for float64)."""
+    depth = np.asarray(depth, dtype=dtype)
     valid = valid_pixels(depth)
     v, u = np.nonzero(valid)  # (N,) rows, columns: the row-major order of depth[valid]
-    z = depth[valid]
-    x = (u.astype(np.float32) - np.float32(intrinsics.cx)) * z / np.float32(intrinsics.fx)
-    y = (v.astype(np.float32) - np.float32(intrinsics.cy)) * z / np.float32(intrinsics.fy)
+    z = depth[valid]  # (N,)
+    x = (u.astype(dtype) - dtype(intrinsics.cx)) * z / dtype(intrinsics.fx)  # (N,)
+    y = (v.astype(dtype) - dtype(intrinsics.cy)) * z / dtype(intrinsics.fy)  # (N,)
     return np.stack([x, y, z], axis=1)  # (N, 3)
 
 

@@ -7,7 +7,6 @@ import pytest
 
 from flashdepth.errors import ConfigError
 from flashdepth.geometry import Intrinsics, Unprojection, metric_depth, point_colors, unproject, valid_pixels
-from flashdepth.metrics import reprojection_error
 
 
 def test_fov_intrinsics_centre_the_image_and_span_the_field_of_view():
@@ -21,8 +20,11 @@ def test_fov_intrinsics_centre_the_image_and_span_the_field_of_view():
     for bad in ("500,510,320", "a,b,c,d", "0,500,320,240", "500,500,nan,240"):
         with pytest.raises(ConfigError):
             Intrinsics.parse(bad)
-    with pytest.raises(ConfigError, match="fov"):
-        Unprojection(fov=180.0)
+    for fov in (0.0, 180.0, float("nan")):
+        with pytest.raises(ConfigError, match="fov"):
+            Unprojection(fov=fov)
+        with pytest.raises(ConfigError, match="fov"):
+            Intrinsics.from_fov(640, 480, fov)
 
 
 def test_metric_depth_inverts_the_published_scale_and_drops_sky_and_far_pixels():
@@ -53,8 +55,8 @@ def test_a_plane_at_known_depth_unprojects_to_a_plane_at_that_distance():
     np.testing.assert_allclose(pts[:, 2], 2.0 + 0.5 * pts[:, 0], atol=1e-5)
 
 
-def test_unprojection_agrees_with_the_evaluation_reprojection():
-    """Projecting our points back with the metrics' convention lands on the pixels they came from."""
+def test_points_project_back_onto_the_pixels_they_came_from():
+    """Projecting the points back through the pinhole lands on their pixels, in float32 and float64."""
     rng = np.random.default_rng(0)
     depth = rng.uniform(1.0, 5.0, size=(30, 40)).astype(np.float32)
     depth[3, 4] = np.nan
@@ -63,8 +65,10 @@ def test_unprojection_agrees_with_the_evaluation_reprojection():
     v, u = np.nonzero(valid_pixels(depth))
     np.testing.assert_allclose(pts[:, 0] / pts[:, 2] * k.fx + k.cx, u, atol=1e-4)
     np.testing.assert_allclose(pts[:, 1] / pts[:, 2] * k.fy + k.cy, v, atol=1e-4)
-    ka = np.array([k.fx, k.fy, k.cx, k.cy])
-    assert reprojection_error(depth, depth, ka, ka, np.eye(4), 10.0) == pytest.approx(0.0, abs=1e-6)
+    exact = unproject(depth, k, dtype=np.float64)
+    assert exact.dtype == np.float64 and pts.dtype == np.float32
+    np.testing.assert_allclose(exact[:, 0] / exact[:, 2] * k.fx + k.cx, u, atol=1e-9)
+    np.testing.assert_allclose(exact, pts, rtol=1e-6)
 
 
 def test_colours_follow_the_points_for_every_image_kind():
