@@ -250,7 +250,7 @@ def validate(model: FlashDepth, config: TrainConfig, world: World, device: torch
     long would outlast the process group's timeout). Datasets not found are skipped and said so.
     """
     from ..data.sequence import DatasetFolder
-    from ..evaluate import EvalOptions, evaluate_sequence
+    from ..evaluate import EvalOptions, evaluate_corpus
     from ..session import DepthSession
 
     model.eval()
@@ -263,7 +263,9 @@ def validate(model: FlashDepth, config: TrainConfig, world: World, device: torch
             log(f"validation: {folder} not found, skipped")
             continue
         sequences = DatasetFolder(folder).sequences(config.data.val_split)
-        mine = [evaluate_sequence(session, seq, opts) for seq in sequences[world.rank::world.size]]
+        # The evaluation's one corpus loop, on this process's share of the sequences.
+        mine = [r for r in evaluate_corpus(session, sequences[world.rank::world.size], opts).rows
+                if r.get("abs_rel") is not None]
         sums = torch.tensor([sum(r["abs_rel"] for r in mine), sum(r["delta1"] for r in mine), len(mine)],
                             dtype=torch.float32, device=device)  # (3,) this process's share
         world.all_reduce(sums)  # (3,) over every process
