@@ -1,6 +1,7 @@
 """`flashdepth run` end to end on inputs the tests make, and every kind of bad input."""
 
 import signal
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -251,3 +252,32 @@ def test_reset_on_cut(tmp_path, tiny_ckpt, capsys):
     folder = write_images(tmp_path / "cuts", frames)
     assert run(folder, "-o", tmp_path / "out", "--checkpoint", ckpt, "--save", "raw", "--reset-on-cut") == 0
     assert "1 shot cut(s)" in capsys.readouterr().out
+
+
+def test_source_kinds_table_decides_opening_and_what_batch_keeps_as_given(tmp_path):
+    from flashdepth.batch.job import input_key
+    from flashdepth.errors import InputError
+    from flashdepth.io.sources import SOURCE_KINDS, open_source, source_kind
+
+    folder = write_images(tmp_path / "frames", make_frames(2))
+    video = write_video(tmp_path / "clip.mp4", make_frames(2))
+    examples = {"webcam": "webcam:0", "lavfi": "lavfi:testsrc=size=64x48", "url": "rtsp://cam.local/s1",
+                "device": "/dev/video99", "folder": str(folder), "file": str(video),
+                "glob": str(tmp_path / "frames" / "*.png")}
+    assert set(examples) == set(SOURCE_KINDS)  # every row has an example here
+    for name, spec in examples.items():
+        kind = source_kind(spec)
+        assert kind is SOURCE_KINDS[name], (spec, kind)
+        # batch keeps live inputs as given and makes local paths absolute: the row's `live` decides
+        assert kind.live == (name in ("webcam", "lavfi", "url", "device"))
+        assert input_key(spec) == (spec if kind.live else str(Path(spec).resolve()))
+    assert input_key("rel/clip.mp4") == str(Path("rel/clip.mp4").resolve())  # relative: made absolute
+    assert source_kind(str(tmp_path / "missing.mp4")) is None
+    with pytest.raises(InputError) as e:
+        open_source(tmp_path / "missing.mp4")
+    assert all(k.description in str(e.value) for k in SOURCE_KINDS.values())
+    assert open_source(folder).frame_count == 2 and not open_source(folder).live
+    assert open_source(examples["glob"]).frame_count == 2
+    assert open_source("lavfi:testsrc=size=64x48:rate=5").live
+    with pytest.raises(InputError, match="camera device /dev/video99 does not exist"):
+        open_source("/dev/video99")

@@ -6,18 +6,16 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
 from typing import Optional
-from urllib.parse import urlsplit
 
 from ..errors import ConfigError, UnknownNameError
+from ..io.sources import SOURCE_KINDS, SourceKind, source_kind
 from ..pipeline import RunOptions
 from ..session import SessionSpec
 from .engines import ENGINES
 
 #: names an input's folder cannot take: the files the batch keeps beside the folders
 RESERVED_NAMES = frozenset({"manifest.jsonl"})
-_LIVE_PREFIXES = ("webcam:", "lavfi:", "/dev/")
 _NAME_LIMIT = 80
 
 
@@ -84,24 +82,21 @@ class Task:
     attempt: int = 1
 
 
+def _live_kind(spec: str) -> Optional[SourceKind]:
+    kind = source_kind(spec)
+    return kind if kind is not None and kind.live else None
+
+
 def input_key(spec: str) -> str:
-    """The input as workers open it: local paths made absolute (workers may run elsewhere)."""
+    """The input as workers open it: local paths made absolute (workers may run elsewhere), live
+    inputs (cameras, streams: the ``live`` rows of the source table) as given."""
     spec = str(spec)
-    if spec.startswith(_LIVE_PREFIXES) or "://" in spec:
-        return spec
-    return os.path.abspath(spec)
+    return spec if _live_kind(spec) is not None else os.path.abspath(spec)
 
 
 def _base_name(key: str) -> str:
-    if "://" in key:
-        parts = urlsplit(key)
-        tail = [p for p in parts.path.split("/") if p]
-        stem = PurePosixPath(tail[-1]).stem if tail else parts.netloc
-    elif key.startswith(_LIVE_PREFIXES):
-        stem = key
-    else:
-        path = PurePosixPath(key.replace(os.sep, "/"))
-        stem = path.name if os.path.isdir(key) else path.stem
+    kind = _live_kind(key) or SOURCE_KINDS["file"]  # a local path (existing or not) is named by its file name
+    stem = kind.label(key)
     name = re.sub(r"[^A-Za-z0-9._+-]+", "_", stem).strip("._")[:_NAME_LIMIT]
     return name or "input"
 

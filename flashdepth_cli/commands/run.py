@@ -11,6 +11,7 @@ from typing import Optional
 from flashdepth.errors import FrameSizeChangedError
 from flashdepth.geometry import DEFAULT_FOV
 from flashdepth.io.sinks import OUTPUTS
+from flashdepth.io.sources import SOURCE_KINDS
 
 from ..common import Progress, UsageError, add_run_options, recovery_reference, run_options, session_spec
 
@@ -46,7 +47,7 @@ EXAMPLES = """\
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="video file, image folder, image, glob, webcam:N, stream URL or lavfi:EXPR")
+    p.add_argument("input", help="; ".join(k.description for k in SOURCE_KINDS.values()))
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     add_run_options(p)
     live = p.add_argument_group("watching it live")
