@@ -13,14 +13,14 @@ from typing import Optional
 from flashdepth.backends import BACKENDS
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
-                               MissingIndexError, OutputExistsError, ServeAddressError, UnknownModelError,
+                               MissingIndexError, OptionValueError, OutputExistsError, ServeAddressError, UnknownModelError,
                                UnknownNameError)
 from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH
-from flashdepth.io.colormap import COLORMAPS
-from flashdepth.io.sinks import DEFAULT_PLY_EVERY, OUTPUTS
+from flashdepth.vis.colormap import COLORMAPS, DEFAULT_COLORMAP
+from flashdepth.io.sinks import DEFAULT_OUTPUTS, DEFAULT_PLY_EVERY, OUTPUTS
 from flashdepth.registry import list_models
 
-DEFAULT_SAVE = "vis,raw"
+DEFAULT_SAVE = ",".join(DEFAULT_OUTPUTS)
 
 
 class UsageError(FlashDepthError):
@@ -29,7 +29,9 @@ class UsageError(FlashDepthError):
 
 #: the library's parameter names -> the command line's flags, for error messages
 _FLAG_OF_KIND = {"output": "--save", "colour map": "--colormap", "model": "--model", "dataset": "DATASET",
-                 "backend": "--backend", "engine": "--engine"}
+                 "backend": "--backend", "engine": "--engine", "viewer": "--view"}
+#: option names of the library -> flags, for OptionValueError
+_FLAG_OF_OPTION = {"ply_every": "--ply-every"}
 
 
 def cli_message(e: BaseException) -> str:
@@ -42,6 +44,8 @@ def cli_message(e: BaseException) -> str:
         return f"--serve {e.host}:{e.port}: cannot serve there ({e.reason}); choose another port (--serve 0 picks a free one)"
     if isinstance(e, GraphFileError):
         return f"{e.problem}; write one with `flashdepth export onnx --model NAME --size HxW -o FILE.onnx`"
+    if isinstance(e, OptionValueError) and e.name in _FLAG_OF_OPTION:
+        return f"{_FLAG_OF_OPTION[e.name]} {e.value}: {e.requirement}"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:
@@ -65,7 +69,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="process at short side N (depth is still written at the input's size)")
     p.add_argument("--save", default=DEFAULT_SAVE, metavar="LIST",
                    help=f"outputs, comma-separated, from: {', '.join(OUTPUTS)} (default {DEFAULT_SAVE})")
-    p.add_argument("--colormap", default="inferno", choices=COLORMAPS, help="colour map of vis and sbs (default inferno)")
+    p.add_argument("--colormap", default=DEFAULT_COLORMAP, choices=COLORMAPS,
+                   help=f"colour map of vis and sbs (default {DEFAULT_COLORMAP})")
     p.add_argument("--fps", type=float, default=30.0,
                    help="frame rate given to image inputs and to recovered videos that do not say theirs (default 30)")
     p.add_argument("--recover-with", metavar="GOOD.mp4",
@@ -100,11 +105,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_save(save: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(s.strip() for s in save.split(",") if s.strip()))
-    bad = [n for n in names if n not in OUTPUTS]
-    if bad or not names:
-        raise UsageError(f"--save {save!r}: unknown output(s) {', '.join(bad) or '(none)'}; choose from {', '.join(OUTPUTS)}")
-    return names
+    """--save's names (the library checks them: RunOptions; cli_message words its error in flags)."""
+    return tuple(dict.fromkeys(s.strip() for s in save.split(",") if s.strip()))
 
 
 def parse_unprojection(args: argparse.Namespace):
@@ -126,15 +128,16 @@ def parse_unprojection(args: argparse.Namespace):
     return Unprojection(intrinsics=intrinsics, fov=fov, max_depth=args.max_depth)
 
 
-def run_options(args: argparse.Namespace):
-    """The :class:`flashdepth.pipeline.RunOptions` of ``add_run_options``' flags."""
+def run_options(args: argparse.Namespace, address: Optional[tuple[str, int]] = None):
+    """The :class:`flashdepth.pipeline.RunOptions` of ``add_run_options``' flags (``address``: where
+    the live page listens, from ``run --serve``)."""
+    from flashdepth.io.sinks import OutputOptions
     from flashdepth.pipeline import RunOptions
 
-    if args.ply_every < 1:
-        raise UsageError(f"--ply-every {args.ply_every}: give a number of frames, 1 or more")
-    return RunOptions(outputs=parse_save(args.save), colormap=args.colormap, reset_on_cut=args.reset_on_cut,
-                      max_frames=args.max_frames, overwrite=args.overwrite, unprojection=parse_unprojection(args),
-                      ply_every=args.ply_every)
+    output_options = OutputOptions(colormap=args.colormap, unprojection=parse_unprojection(args),
+                                   ply_every=args.ply_every, address=address or OutputOptions.address)
+    return RunOptions(outputs=parse_save(args.save), output_options=output_options, reset_on_cut=args.reset_on_cut,
+                      max_frames=args.max_frames, overwrite=args.overwrite)
 
 
 def recovery_reference(args: argparse.Namespace) -> Optional[str]:

@@ -259,3 +259,98 @@ def test_the_page_in_headless_chromium_shows_moving_pictures(tmp_path, ckpt):
         area = shot[int(rect["top"]) + 2:int(rect["bottom"]) - 2, int(rect["left"]) + 2:int(rect["right"]) - 2]
         assert area.shape[0] > 100 and area.shape[1] > 200  # the images are laid out at a useful size
         assert area.std() > 10 and len(np.unique(area.reshape(-1, 3)[::7], axis=0)) > 20  # a picture, not blank
+
+
+class _ListSource:
+    """A source of ready frames (no decoding), for tests of the pipeline's plumbing."""
+
+    name, live, frame_count = "frames", False, None
+
+    def __init__(self, count):
+        self.images = make_frames(count, seed=4)
+
+    def __iter__(self):
+        for i, image in enumerate(self.images):
+            yield Frame(image, i, pts=i)
+
+    def close(self):
+        pass
+
+
+class _IndexSession:
+    """A stand-in model: the depth of frame i is filled with i (an independent oracle of order)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def step(self, image):
+        self.calls += 1
+        return np.full(image.shape[:2], float(self.calls - 1), dtype=np.float32)
+
+    def reset(self):
+        pass
+
+
+class _Recorder:
+    def __init__(self, delay=0.0, fail_at=None, gate=None):
+        self.seen, self.delay, self.fail_at, self.gate, self.closed = [], delay, fail_at, gate, False
+
+    def write(self, frame, depth, stats=None):
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.fail_at is not None and frame.index == self.fail_at:
+            raise RuntimeError("viewer went away")
+        time.sleep(self.delay)
+        self.seen.append((frame.index, float(depth[0, 0]), stats))
+
+    def close(self):
+        self.closed = True
+
+
+def test_consumers_get_their_own_queue_files_every_frame_viewers_drop_and_never_stop_the_run():
+    from flashdepth.io.sinks import OUTPUTS, Consumer
+    from flashdepth.pipeline import StreamRun
+    from flashdepth.viewer import VIEWERS
+
+    assert all(not row.drops and row.path for row in OUTPUTS.values())  # files get every frame
+    assert all(row.drops and row.path is None for row in VIEWERS.values())  # viewers may drop
+    frames = 40
+    slow_file = _Recorder(delay=0.005)
+    stuck = threading.Event()
+    blocked_viewer = _Recorder(gate=stuck)  # never takes a frame until the run is over
+    failing_viewer = _Recorder(fail_at=3)
+    row = Consumer("test-view", None, "a viewer under test", lambda path, o: None, drops=True)
+    run = StreamRun(_ListSource(frames), _IndexSession(), [slow_file], queue_size=2,
+                    viewers=[(row, blocked_viewer), (row, failing_viewer)])
+    run.viewer_wait_s = 0.2
+    finished = threading.Thread(target=run.run, daemon=True)
+    finished.start()
+    finished.join(timeout=60)
+    assert not finished.is_alive()  # a viewer that takes nothing never holds the run (its feed waits on the gate)
+    stuck.set()
+    run.viewer_feeds[0][1].thread.join(timeout=30)
+    assert run.stats.frames == frames and slow_file.closed
+    assert [i for i, _, _ in slow_file.seen] == list(range(frames))  # every frame, in order
+    assert all(value == index for index, value, _ in slow_file.seen)
+    assert not blocked_viewer.closed and not failing_viewer.closed  # viewers belong to the caller
+    # the blocked viewer got at most its queue (2) plus the frame it held: the oldest were dropped
+    assert len(blocked_viewer.seen) <= 3 and blocked_viewer.seen[-1][0] == frames - 1
+    assert [i for i, _, _ in failing_viewer.seen] == [0, 1, 2]  # given up at its error, the run went on
+    names = dict(run.viewer_errors())
+    assert list(names) == ["test-view"] and "went away" in str(names["test-view"])
+    seen = blocked_viewer.seen[-1][2]
+    assert seen.frames == frames and len(seen.latencies_ms) == 1  # viewers are told the run's progress
+
+
+def test_run_errors_carry_the_stats_of_the_frames_done(tmp_path):
+    from flashdepth.pipeline import StreamRun
+
+    class Broken(_ListSource):
+        def __iter__(self):
+            yield from list(super().__iter__())[:5]
+            raise RuntimeError("decoder broke")
+
+    run = StreamRun(Broken(9), _IndexSession(), [_Recorder()])
+    with pytest.raises(RuntimeError, match="decoder broke") as e:
+        run.run()
+    assert e.value.stats is run.stats and e.value.stats.frames == 5

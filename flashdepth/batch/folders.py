@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import OutputError
-from ..io.sinks import get_outputs
+from ..io.sinks import OUTPUTS
 
 PARTIAL = ".partial"
 MARKER = ".flashdepth-done.json"
@@ -74,7 +74,7 @@ def check_done(folder: Path, outputs: Sequence[str], frames: int) -> Optional[st
     missing = [name for name in outputs if name not in marker.get("outputs", ())]
     if missing:
         return f"{folder} was made without {', '.join(missing)}"
-    for fmt in get_outputs(outputs):
+    for fmt in (OUTPUTS[name] for name in outputs):  # names checked by RunOptions
         if not (folder / fmt.path).exists():
             return f"{folder / fmt.path} is missing"
         if fmt.name == "raw":

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import OutputError
-from ..io.sinks import get_outputs
 from .engines import ENGINES
 from .folders import check_done, locked, read_marker, remove_partials
 from .job import BatchJob, Task
@@ -67,7 +66,6 @@ def run_batch(job: BatchJob, on_record: Optional[RecordObserver] = None,
     the folders published so far stay, and running the same job again completes it.
     """
     outroot = Path(job.outroot)
-    get_outputs(job.options.outputs)  # unknown outputs, missing optional dependencies: before any work
     ENGINES[job.engine].check()
     try:
         outroot.mkdir(parents=True, exist_ok=True)

@@ -74,6 +74,12 @@ class Source:
         """A note when the frames were rebuilt from a damaged file (said whatever the run did)."""
         return None
 
+    def warnings(self, read_to_end: bool = True) -> list[str]:
+        """What to tell the user after a run: the recovery note, and the truncation warning when
+        the run read the source to its end (``read_to_end=False``: it stopped at a frame limit)."""
+        notes = [self.recovery_note(), self.truncation_warning() if read_to_end else None]
+        return [note for note in notes if note]
+
     def close(self) -> None:
         pass
 

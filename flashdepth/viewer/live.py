@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ..errors import ConfigError, ServeAddressError, require_modules
-from ..io.colormap import COLORMAPS, StableNormalizer, colorize, lut
+from ..vis.colormap import COLORMAPS, DEFAULT_COLORMAP, StableNormalizer, colorize, lut
 from ..utils import as_rgb8
 
 VIEWS = ("input", "depth")
@@ -68,7 +68,7 @@ class LiveViewer:
     ``run_to_folder(..., on_frame=[viewer])``, or call ``viewer.update(image, depth)`` yourself.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, colormap: str = "inferno", jpeg_quality: int = 80,
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, colormap: str = DEFAULT_COLORMAP, jpeg_quality: int = 80,
                  send_timeout: float = 10.0):
         require_modules("the live viewer", (("PIL", "pillow", "video"), ("matplotlib", "matplotlib", "video")))
         lut(colormap)  # an unknown colour map fails here, not in a server thread
@@ -174,6 +174,7 @@ class LiveViewer:
         with self._new_frame:
             self._new_frame.notify_all()
 
+    write = update  # a consumer of a run: run_to_folder(..., viewers=open_viewers(["live"]))
     __call__ = update  # a FrameObserver: run_to_folder(..., on_frame=[viewer])
 
     # ------------------------------------------------------------------ the server's side
