@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from flashdepth.backends import BACKENDS
+from flashdepth.batch.engines import engine_options
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
                                MissingIndexError, OptionValueError, OutputExistsError, ServeAddressError, UnknownModelError,
@@ -30,8 +31,13 @@ class UsageError(FlashDepthError):
 #: the library's parameter names -> the command line's flags, for error messages
 _FLAG_OF_KIND = {"output": "--save", "colour map": "--colormap", "model": "--model", "dataset": "DATASET",
                  "backend": "--backend", "engine": "--engine", "viewer": "--view"}
-#: option names of the library -> flags, for OptionValueError
-_FLAG_OF_OPTION = {"ply_every": "--ply-every"}
+#: option names of the library -> flags, for OptionValueError (the batch engines' options included)
+_FLAG_OF_OPTION = {"ply_every": "--ply-every", **{o.name: f"--{o.name.replace('_', '-')}" for o in engine_options()}}
+
+
+def option_flag(name: str) -> str:
+    """The command line's flag of the library's option ``name``."""
+    return _FLAG_OF_OPTION.get(name, f"--{name.replace('_', '-')}")
 
 
 def cli_message(e: BaseException) -> str:
@@ -45,7 +51,8 @@ def cli_message(e: BaseException) -> str:
     if isinstance(e, GraphFileError):
         return f"{e.problem}; write one with `flashdepth export onnx --model NAME --size HxW -o FILE.onnx`"
     if isinstance(e, OptionValueError) and e.name in _FLAG_OF_OPTION:
-        return f"{_FLAG_OF_OPTION[e.name]} {e.value}: {e.requirement}"
+        value = f"{e.value:g}" if isinstance(e.value, float) else e.value  # as typed: -1, not -1.0
+        return f"{option_flag(e.name)} {value}: {e.requirement}"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:

@@ -17,7 +17,7 @@ from .. import __version__
 from ..io.sources import open_source
 from ..pipeline import run_to_folder
 from ..utils import first_line
-from .folders import partial_folder, publish, write_marker
+from .folders import PARTIAL, publish, start_partial, write_marker
 from .job import BatchJob, Task
 from .manifest import Record
 
@@ -37,8 +37,9 @@ class BatchWorker:
 
     def process(self, task: Task) -> Record:
         job, start = self.job, time.perf_counter()
-        partial = partial_folder(self.outroot, task.output)
+        partial = self.outroot / PARTIAL / "none"
         try:
+            partial = start_partial(self.outroot, task.output, self.name)
             self.session.reset()  # every input is a stream of its own
             source = open_source(task.input, fps=job.fps, reference=job.reference)
             stats = run_to_folder(source, self.session, partial, job.options)
