@@ -27,7 +27,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError
-from .geometry import Unprojection
 from .io.sinks import DEFAULT_OUTPUTS, OUTPUTS, Consumer, OutputOptions, Sink, get_outputs, open_formats
 from .io.sources import Frame, Source
 from .session import DepthSession

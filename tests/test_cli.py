@@ -281,3 +281,38 @@ def test_source_kinds_table_decides_opening_and_what_batch_keeps_as_given(tmp_pa
     assert open_source("lavfi:testsrc=size=64x48:rate=5").live
     with pytest.raises(InputError, match="camera device /dev/video99 does not exist"):
         open_source("/dev/video99")
+
+
+def test_run_defaults_and_checks_have_one_home():
+    import inspect
+
+    from flashdepth.errors import OptionValueError, UnknownNameError
+    from flashdepth.io.sinks import OutputOptions
+    from flashdepth.io.sources import Source
+    from flashdepth.pipeline import RunOptions
+    from flashdepth.viewer import LiveViewer
+    from flashdepth_cli.common import DEFAULT_SAVE, parse_save, run_options
+    from flashdepth_cli.main import _parser
+
+    args = _parser().parse_args(["run", "x.mp4", "-o", "out"])
+    options = run_options(args)
+    assert options == RunOptions()  # the command line's defaults are the library's
+    assert parse_save(DEFAULT_SAVE) == RunOptions().outputs
+    assert inspect.signature(LiveViewer).parameters["colormap"].default == OutputOptions().colormap == args.colormap
+    assert RunOptions(outputs=("raw", "raw", "vis")).outputs == ("raw", "vis")
+    with pytest.raises(UnknownNameError, match="mp3"):
+        RunOptions(outputs=("raw", "mp3"))
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(OptionValueError) as e:
+            OutputOptions(ply_every=bad)
+        assert e.value.name == "ply_every" and e.value.value is bad
+
+    class Noted(Source):
+        def recovery_note(self):
+            return "recovered"
+
+        def truncation_warning(self):
+            return "truncated"
+
+    assert Noted().warnings() == ["recovered", "truncated"]
+    assert Noted().warnings(read_to_end=False) == ["recovered"]  # a frame limit, not the file, ended the run

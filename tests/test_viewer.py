@@ -354,3 +354,106 @@ def test_run_errors_carry_the_stats_of_the_frames_done(tmp_path):
     with pytest.raises(RuntimeError, match="decoder broke") as e:
         run.run()
     assert e.value.stats is run.stats and e.value.stats.frames == 5
+
+
+def _raw_get(url, host_header):
+    """Status code of GET url with the given Host header (None: no Host header at all)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        host = "" if host_header is None else f"Host: {host_header}\r\n"
+        sock.sendall(f"GET /stats.json HTTP/1.1\r\n{host}Connection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_requests_for_another_host_are_refused_dns_rebinding():
+    with LiveViewer() as viewer:
+        port = viewer.port
+        for allowed in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", "127.0.0.1"):
+            assert _raw_get(viewer.url, allowed) == 200, allowed
+        for refused in ("evil.example.com", f"evil.example.com:{port}", f"127.0.0.1:{port + 1}",
+                        f"192.168.0.10:{port}", None, ""):
+            assert _raw_get(viewer.url, refused) == 403, refused
+    server = LiveViewer(host="0.0.0.0").server  # a wildcard bind: address literals, never DNS names
+    server.port = 8080
+    assert server.host_allowed("10.1.2.3:8080") and server.host_allowed("[fe80::1]:8080")
+    assert not server.host_allowed("rebind.attacker.example:8080") and not server.host_allowed("10.1.2.3:9")
+    named = LiveViewer(host="192.168.7.7").server
+    named.port = 8080
+    assert named.host_allowed("192.168.7.7:8080") and not named.host_allowed("10.1.2.3:8080")
+
+
+def _closed_by_server(sock, within):
+    """Whether the server closes ``sock`` within ``within`` seconds (recv sees the end)."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_idle_connections_time_out_and_are_capped():
+    with LiveViewer(request_timeout=0.5, max_connections=2) as viewer:
+        address = ("127.0.0.1", viewer.port)
+        idle = [socket.create_connection(address, timeout=10) for _ in range(2)]
+        wait_until(lambda: viewer.server._slots._value == 0, timeout=10, what="two connections taken")
+        extra = socket.create_connection(address, timeout=10)
+        assert _closed_by_server(extra, within=0.4)  # over the cap: closed at once, before any timeout
+        assert viewer.server.refused >= 1
+        assert all(_closed_by_server(s, within=5) for s in idle)  # never sent a request: dropped after 0.5 s
+        assert _raw_get(viewer.url, f"127.0.0.1:{viewer.port}") == 200  # the slots are free again
+        for s in (*idle, extra):
+            s.close()
+
+
+def test_many_idle_and_resetting_clients_under_a_low_open_file_limit_never_touch_the_run(tmp_path, ckpt):
+    import os
+    import resource
+    import struct
+
+    from media import write_images
+
+    frames = 40
+    folder = write_images(tmp_path / "frames", make_frames(frames, seed=3))
+    out = tmp_path / "out"
+    limit = 128
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "flashdepth_cli", "run", str(folder), "-o", str(out),
+                             "--checkpoint", str(ckpt), "--device", "cpu", "--save", "raw,vis", "--serve", "0",
+                             "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=low_limit)
+    clients = []
+    try:
+        line = proc.stderr.readline()
+        assert "live view at" in line, line
+        port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+        for i in range(2 * limit):  # idle: they connect and never send a request
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break
+        for _ in range(50):  # resets: a request cut by an RST
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        printed, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for s in clients:
+            s.close()
+    assert proc.returncode == 0, err
+    assert len(clients) > limit  # more connections than the run may open files
+    assert np.load(out / "depth.npy").shape[0] == frames
+    assert "Traceback" not in err and err.count("\n") <= 2, err

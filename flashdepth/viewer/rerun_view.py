@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from typing import Any, Optional
 
 import numpy as np
@@ -10,7 +17,6 @@ import numpy as np
 from ..errors import MissingDependencyError, ViewerError
 from ..geometry import Unprojection
 from ..io.sources import Frame
-from ..utils import first_line
 
 
 class RerunViewer:
@@ -43,11 +49,8 @@ class RerunViewer:
         if self.logger is not None:
             return self
         if self.spawn:
-            try:
-                self.recording.spawn()
-            except Exception as e:
-                raise ViewerError(f"cannot start the Rerun viewer: {first_line(e)}; install it with "
-                                  "pip install 'flashdepth[rerun]' or save a recording instead") from None
+            port = spawn_viewer()
+            self.recording.connect_grpc(f"rerun+http://127.0.0.1:{port}/proxy")
         self.logger = self._logger_class(self.recording, self.unprojection, compress=False)
         return self
 
@@ -82,3 +85,50 @@ class RerunViewer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: seconds the spawned viewer may take to listen
+SPAWN_WAIT_S = 20.0
+
+
+def spawn_viewer(wait_s: float = SPAWN_WAIT_S) -> int:
+    """Start the Rerun viewer (``rerun``) on this machine, listening on 127.0.0.1 only (as the live
+    page does), on a free port; returns the port once it listens. It stays open after the run.
+
+    Raises :class:`ViewerError` when it cannot run here: not installed, no display to open a
+    window on, or it exits at start (the first line of what it said is in the message)."""
+    executable = shutil.which("rerun")
+    if executable is None:
+        raise ViewerError("cannot start the Rerun viewer: the rerun program is not installed; "
+                          "pip install 'flashdepth[rerun]', or save a recording instead")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ViewerError("cannot start the Rerun viewer: no display (DISPLAY and WAYLAND_DISPLAY are not set); "
+                          "save a recording (output 'rerun') and open it where there is a screen")
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tempfile.TemporaryFile()
+    try:
+        process = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1"],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                   env={**os.environ, "RERUN_APP_ONLY": "true"}, start_new_session=True)
+    except OSError as e:
+        log.close()
+        raise ViewerError(f"cannot start the Rerun viewer: {e.strerror or e}") from None
+    deadline = time.monotonic() + wait_s
+    with log:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                said = [line for line in log.read().decode("utf-8", "replace").splitlines() if "rror" in line]
+                reason = said[-1].strip() if said else f"exit code {process.returncode}"
+                raise ViewerError(f"cannot start the Rerun viewer: it exited at start ({reason[:200]})")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return port
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                process.terminate()
+                raise ViewerError(f"cannot start the Rerun viewer: it did not listen within {wait_s:g} s")
+            time.sleep(0.1)

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Optional
 
 from flashdepth.errors import FrameSizeChangedError
 from flashdepth.geometry import DEFAULT_FOV
@@ -94,11 +93,21 @@ def viewer_names(args: argparse.Namespace) -> list[str]:
 
 def start_viewers(stack: contextlib.ExitStack, names: list[str], options) -> list:
     """(row, viewer) of each viewer asked for, started, closed by ``stack`` (on Ctrl-C too)."""
+    from flashdepth.errors import ServeAddressError, ViewerError
     from flashdepth.viewer import open_viewers
 
-    opened = open_viewers(names, options.output_options)
-    for _, viewer in opened:
-        stack.callback(_close_viewer, viewer)
+    opened = []
+    for name in names:  # one at a time: a viewer that cannot start here is left out, the others run
+        try:
+            started = open_viewers([name], options.output_options)
+        except ServeAddressError:  # the address asked for: the user's to change, before anything runs
+            raise
+        except ViewerError as e:  # a viewer never fails the run
+            print(f"flashdepth: warning: --view {name}: {e}; the run goes on without it", file=sys.stderr)
+            continue
+        for _, viewer in started:
+            stack.callback(_close_viewer, viewer)
+        opened += started
     for _, viewer in opened:
         url = getattr(viewer, "url", None)  # a viewer that serves a page says where
         if url is None:
