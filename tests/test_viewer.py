@@ -294,11 +294,13 @@ class _IndexSession:
 class _Recorder:
     def __init__(self, delay=0.0, fail_at=None, gate=None):
         self.seen, self.delay, self.fail_at, self.gate, self.closed = [], delay, fail_at, gate, False
+        self.calls = 0
 
     def write(self, frame, depth, stats=None):
+        self.calls += 1
         if self.gate is not None:
             self.gate.wait(30)
-        if self.fail_at is not None and frame.index == self.fail_at:
+        if self.fail_at is not None and self.calls == self.fail_at:  # the n-th frame it is given
             raise RuntimeError("viewer went away")
         time.sleep(self.delay)
         self.seen.append((frame.index, float(depth[0, 0]), stats))
@@ -318,7 +320,7 @@ def test_consumers_get_their_own_queue_files_every_frame_viewers_drop_and_never_
     slow_file = _Recorder(delay=0.005)
     stuck = threading.Event()
     blocked_viewer = _Recorder(gate=stuck)  # never takes a frame until the run is over
-    failing_viewer = _Recorder(fail_at=3)
+    failing_viewer = _Recorder(fail_at=1)  # fails at the first frame it is given
     row = Consumer("test-view", None, "a viewer under test", lambda path, o: None, drops=True)
     run = StreamRun(_ListSource(frames), _IndexSession(), [slow_file], queue_size=2,
                     viewers=[(row, blocked_viewer), (row, failing_viewer)])
@@ -335,7 +337,7 @@ def test_consumers_get_their_own_queue_files_every_frame_viewers_drop_and_never_
     assert not blocked_viewer.closed and not failing_viewer.closed  # viewers belong to the caller
     # the blocked viewer got at most its queue (2) plus the frame it held: the oldest were dropped
     assert len(blocked_viewer.seen) <= 3 and blocked_viewer.seen[-1][0] == frames - 1
-    assert [i for i, _, _ in failing_viewer.seen] == [0, 1, 2]  # given up at its error, the run went on
+    assert failing_viewer.seen == [] and failing_viewer.calls == 1  # given up at its error, the run went on
     names = dict(run.viewer_errors())
     assert list(names) == ["test-view"] and "went away" in str(names["test-view"])
     seen = blocked_viewer.seen[-1][2]
@@ -404,8 +406,8 @@ def test_idle_connections_time_out_and_are_capped():
         idle = [socket.create_connection(address, timeout=10) for _ in range(2)]
         wait_until(lambda: viewer.server._slots._value == 0, timeout=10, what="two connections taken")
         extra = socket.create_connection(address, timeout=10)
-        assert _closed_by_server(extra, within=0.4)  # over the cap: closed at once, before any timeout
-        assert viewer.server.refused >= 1
+        wait_until(lambda: viewer.server.refused >= 1, timeout=10, what="the connection over the cap refused")
+        assert _closed_by_server(extra, within=5)  # over the cap: closed unread
         assert all(_closed_by_server(s, within=5) for s in idle)  # never sent a request: dropped after 0.5 s
         assert _raw_get(viewer.url, f"127.0.0.1:{viewer.port}") == 200  # the slots are free again
         for s in (*idle, extra):
