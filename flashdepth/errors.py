@@ -19,6 +19,15 @@ class ConfigError(FlashDepthError, ValueError):
     """A model or training configuration is invalid (unknown key, wrong type, bad value)."""
 
 
+class OptionValueError(ConfigError):
+    """An option's value is out of its range: ``name`` (the parameter's name) and ``value`` let the
+    command line name its flag; ``requirement`` says what to give."""
+
+    def __init__(self, name: str, value: object, requirement: str):
+        self.name, self.value, self.requirement = name, value, requirement
+        super().__init__(f"{name}={value!r}: {requirement}")
+
+
 class UnknownNameError(FlashDepthError, KeyError):
     """A name is not in one of the package's tables (models, outputs, datasets, backends, ...)."""
 

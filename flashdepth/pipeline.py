@@ -1,11 +1,16 @@
-"""The streaming pipeline: decode -> model -> encode, in bounded queues.
+"""The streaming pipeline: decode -> model -> consumers, in bounded queues.
 
-Decoding and encoding run in their own threads beside the model, so the model does not wait on
-I/O and at most ``queue_size`` frames are in flight on each side: memory does not grow with the
-length of the video. Whatever happens (end of input, an undecodable frame, Ctrl-C, an error), the
-sinks are closed, so every output holds exactly the frames done and stays readable.
+Decoding runs in its own thread beside the model, and so does every consumer (each output file,
+each viewer) with a queue of its own, so the model does not wait on I/O and at most
+``queue_size`` frames are in flight on each side: memory does not grow with the length of the
+video. A consumer's row says whether it may drop frames: the queue of an output file blocks (it
+gets every frame, in order), the queue of a viewer drops its oldest frame when full (a viewer
+never slows the run, and an error in a viewer never stops it). Whatever happens (end of input,
+an undecodable frame, Ctrl-C, an error), the outputs are closed, so each holds exactly the
+frames done and stays readable; the exception raised carries the run's :class:`RunStats` as its
+``stats`` attribute.
 
-:class:`StreamRun` streams a source into sinks; :func:`run_to_folder` adds the output folder
+:class:`StreamRun` streams a source into consumers; :func:`run_to_folder` adds the output folder
 (existing outputs, a run that produced no frame leaves nothing behind).
 """
 
@@ -15,18 +20,17 @@ import queue
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .errors import InputError, OutputError, OutputExistsError
-from .geometry import Unprojection
-from .io.sinks import DEFAULT_PLY_EVERY, OutputOptions, Sink, get_outputs, open_sinks
+from .io.sinks import DEFAULT_OUTPUTS, OUTPUTS, Consumer, OutputOptions, Sink, get_outputs, open_formats
 from .io.sources import Frame, Source
 from .session import DepthSession
-from .utils import peak_rss_bytes
+from .utils import as_rgb8, peak_rss_bytes
 
 _END = object()
 
@@ -66,15 +70,21 @@ class ShotCutDetector:
 
     def __call__(self, image: np.ndarray) -> bool:
         step_h, step_w = max(1, image.shape[0] // 64), max(1, image.shape[1] // 64)
-        thumb = image[::step_h, ::step_w]
-        thumb = thumb if thumb.ndim == 3 else thumb[..., None]
-        scale = 256 if thumb.dtype == np.uint8 else 65536
-        hist = np.concatenate([np.bincount((thumb[..., c].astype(np.int64) * self.bins // scale).ravel(),
-                                           minlength=self.bins) for c in range(min(3, thumb.shape[-1]))])
+        thumb = as_rgb8(image[::step_h, ::step_w])  # (h, w, 3) uint8 whatever the input's depth and channels
+        hist = np.concatenate([np.bincount((thumb[..., c].astype(np.int64) * self.bins // 256).ravel(),
+                                           minlength=self.bins) for c in range(3)])
         hist = hist / hist.sum()
         cut = self.previous is not None and 0.5 * np.abs(hist - self.previous).sum() > self.threshold
         self.previous = hist
         return bool(cut)
+
+
+def _carry_stats(error: BaseException, stats: "RunStats") -> None:
+    """Let whoever catches ``error`` read the frames done (``error.stats``)."""
+    try:
+        error.stats = stats
+    except AttributeError:  # an exception type that takes no attributes
+        pass
 
 
 class _Worker(threading.Thread):
@@ -92,24 +102,111 @@ class _Worker(threading.Thread):
             self.error = e
 
 
-class StreamRun:
-    """Stream every frame of ``source`` through ``session`` into ``sinks``.
+@dataclass(frozen=True)
+class FrameStats:
+    """What a viewer is told about the run with each frame (a snapshot: the run goes on meanwhile)."""
 
-    ``run()`` returns the stats; they are also on ``self.stats`` when ``run()`` raises (an input
-    that breaks off raises its InputError, Ctrl-C raises KeyboardInterrupt), after the sinks are
-    closed with the frames done.
+    frames: int  # frames done, this one included
+    latencies_ms: tuple[float, ...]  # the model's time for this frame
+
+
+class _Feed:
+    """One consumer on a thread of its own, fed through a queue of its own.
+
+    ``drops=False`` (an output file): ``put`` waits for room, so the consumer gets every frame in
+    order, and an error in it stops the run. ``drops=True`` (a viewer): ``put`` never waits; when
+    the queue is full its oldest frame is dropped (counted in ``dropped``); an error gives the
+    viewer up (``error``) and the run goes on.
+    """
+
+    def __init__(self, consumer: Sink, drops: bool, queue_size: int, stop: threading.Event, name: str):
+        self.consumer, self.drops, self.stop = consumer, drops, stop
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.dropped = 0
+        self.error: Optional[BaseException] = None
+        self.thread = _Worker(f"flashdepth-{name}", self._work)
+
+    def put(self, item) -> bool:
+        """Hand ``item`` over; False when the run is stopping (a waiting put never blocks for good)."""
+        if not self.drops:
+            while not self.stop.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return True
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()  # the oldest frame makes room for the newest
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not _END:
+            frame, depth, seen = item
+            if not self.drops:
+                try:
+                    self.consumer.write(frame, depth)
+                except BaseException:
+                    self.stop.set()  # no point computing frames nobody can write
+                    raise
+            elif self.error is None:
+                try:
+                    self.consumer.write(frame, depth, seen)
+                except Exception as e:  # a viewer that fails is given up; what it watches goes on
+                    self.error = e
+
+    def finish(self, viewer_wait_s: float) -> None:
+        """Let the consumer take what it was given, then end its thread. An output file is waited
+        for; a viewer at most ``viewer_wait_s`` (one that hangs is left to its daemon thread)."""
+        while self.thread.is_alive():
+            if self.drops:
+                self.put(_END)
+                break
+            try:
+                self.queue.put(_END, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.thread.join(timeout=viewer_wait_s if self.drops else None)
+
+
+class StreamRun:
+    """Stream every frame of ``source`` through ``session`` into ``sinks`` and ``viewers``.
+
+    ``sinks``: the output files (each gets every frame; the run closes them). ``viewers``:
+    (row, viewer) pairs, e.g. from :func:`flashdepth.viewer.open_viewers`, each fed as its row's
+    ``drops`` says (the caller closes them). ``run()`` returns the stats; when it raises (an
+    input that breaks off raises its InputError, Ctrl-C raises KeyboardInterrupt), the sinks are
+    closed with the frames done and the exception carries the stats as ``stats`` (also on
+    ``self.stats``). ``viewer_errors()`` says which viewers were given up and why.
     """
 
     def __init__(self, source: Source, session: DepthSession, sinks: Sequence[Sink], queue_size: int = 4,
                  reset_on_cut: bool = False, max_frames: Optional[int] = None,
-                 on_frame: Sequence[FrameObserver] = ()):
+                 on_frame: Sequence[FrameObserver] = (), viewers: Sequence[tuple[Consumer, Sink]] = ()):
         self.source, self.session, self.sinks = source, session, list(sinks)
         self.max_frames, self.on_frame = max_frames, list(on_frame)
         self.detector = ShotCutDetector() if reset_on_cut else None
         self.inbox: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.outbox: queue.Queue = queue.Queue(maxsize=queue_size)
         self.stop = threading.Event()
+        self.feeds = [_Feed(sink, False, queue_size, self.stop, f"output{i}") for i, sink in enumerate(self.sinks)]
+        self.viewer_feeds = [(row, _Feed(viewer, row.drops, queue_size, self.stop, f"view-{row.name}"))
+                             for row, viewer in viewers]
+        self.feeds += [feed for _, feed in self.viewer_feeds]
         self.stats = RunStats()
+        self.viewer_wait_s = 5.0  # the longest the end of a run waits for a viewer to take its last frames
+
+    def viewer_errors(self) -> list[tuple[str, BaseException]]:
+        """(viewer name, error) of each viewer given up during the run."""
+        errors = [(row.name, feed.error or getattr(feed.consumer, "error", None)) for row, feed in self.viewer_feeds]
+        return [(name, error) for name, error in errors if error is not None]
 
     def _put(self, q: queue.Queue, item) -> bool:
         """Put unless the run is stopping (never blocks for good on a full queue)."""
@@ -131,19 +228,6 @@ class StreamRun:
         finally:
             self._put(self.inbox, _END)
 
-    def _write(self) -> None:
-        try:
-            while True:
-                item = self.outbox.get()
-                if item is _END:
-                    return
-                frame, depth = item
-                for sink in self.sinks:
-                    sink.write(frame, depth)
-        except BaseException:
-            self.stop.set()  # no point computing frames nobody can write
-            raise
-
     def _next_frame(self) -> Optional[Frame]:
         while not self.stop.is_set():
             try:
@@ -162,23 +246,19 @@ class StreamRun:
             t0 = time.perf_counter()
             depth = self.session.step(frame.image)  # (H, W) float32
             stats.latencies_ms.append(1000 * (time.perf_counter() - t0))
-            if not self._put(self.outbox, (frame, depth)):
+            item = (frame, depth, FrameStats(stats.frames + 1, (stats.latencies_ms[-1],)))
+            if not all([feed.put(item) for feed in self.feeds]):
                 return
             stats.frames += 1
             stats.wall_s = time.perf_counter() - start
             for observer in self.on_frame:
                 observer(frame, depth, stats)
 
-    def _finish(self, writer: _Worker, reader: _Worker) -> None:
-        """Stop reading, let the writer drain what it was given, then close every output."""
+    def _finish(self, reader: _Worker) -> None:
+        """Stop reading, let every consumer take what it was given, then close the outputs."""
         self.stop.set()
-        while writer.is_alive():
-            try:
-                self.outbox.put(_END, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        writer.join()
+        for feed in self.feeds:
+            feed.finish(self.viewer_wait_s)
         reader.join(timeout=5)
         for sink in self.sinks:
             sink.close()
@@ -186,53 +266,68 @@ class StreamRun:
 
     def run(self) -> RunStats:
         reader = _Worker("flashdepth-decode", self._read)
-        writer = _Worker("flashdepth-encode", self._write)
         start = time.perf_counter()
         reader.start()
-        writer.start()
+        for feed in self.feeds:
+            feed.thread.start()
         try:
-            self._infer(start)
-        finally:
-            self._finish(writer, reader)
-            self.stats.wall_s = time.perf_counter() - start
-        for worker in (writer, reader):
-            if worker.error is not None:
-                raise worker.error
+            try:
+                self._infer(start)
+            finally:
+                self._finish(reader)
+                self.stats.wall_s = time.perf_counter() - start
+            for worker in [feed.thread for feed in self.feeds if not feed.drops] + [reader]:
+                if worker.error is not None:
+                    raise worker.error
+        except BaseException as e:
+            _carry_stats(e, self.stats)
+            raise
         return self.stats
 
 
 # --------------------------------------------------------------------- runs into a folder
 @dataclass(frozen=True)
 class RunOptions:
-    """What a run writes and how (the library form of ``flashdepth run``'s options)."""
+    """What a run writes and how (the library form of ``flashdepth run``'s options).
 
-    outputs: tuple[str, ...] = ("vis", "raw")  # names in flashdepth.io.sinks.OUTPUTS
-    colormap: str = "inferno"
-    unprojection: Unprojection = Unprojection()  # how the 3D outputs (ply, rerun) place points
-    ply_every: int = DEFAULT_PLY_EVERY  # a point cloud for frames 0, N, 2N, ...
+    ``outputs`` are names of :data:`flashdepth.io.sinks.OUTPUTS` (checked here, with their optional
+    dependencies); ``output_options`` what the writers and viewers need (colour map, how 3D outputs
+    place points, ``ply_every``, the live page's address); the source's timing is added by the run.
+    """
+
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    output_options: OutputOptions = OutputOptions()
     reset_on_cut: bool = False  # reset the stream state at detected shot cuts
     max_frames: Optional[int] = None
     overwrite: bool = False  # replace outputs of an earlier run
     queue_size: int = 4
 
     def __post_init__(self):
-        OutputOptions(colormap=self.colormap, unprojection=self.unprojection, ply_every=self.ply_every)  # validates
+        names = (self.outputs,) if isinstance(self.outputs, str) else self.outputs
+        object.__setattr__(self, "outputs", tuple(f.name for f in get_outputs(names)))  # the one check of the names
+
+    @property
+    def formats(self) -> list[Consumer]:
+        """The rows of :data:`flashdepth.io.sinks.OUTPUTS` of ``outputs``."""
+        return [OUTPUTS[name] for name in self.outputs]
 
 
-def check_folder(outdir: str | Path, outputs: Sequence[str], overwrite: bool) -> None:
-    """Fail early, creating nothing: unknown outputs, outputs in the way, a folder that cannot be made."""
+def _in_the_way(outdir: Path, options: RunOptions) -> list[Path]:
+    return [outdir / f.path for f in options.formats if (outdir / f.path).exists()]
+
+
+def check_folder(outdir: str | Path, options: RunOptions) -> None:
+    """Fail early, creating nothing: outputs in the way, a path that is not a folder."""
     outdir = Path(outdir)
-    formats = get_outputs(outputs)
-    existing = [str(outdir / f.path) for f in formats if (outdir / f.path).exists()]
-    if existing and not overwrite:
-        raise OutputExistsError(existing)
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"output folder {outdir} exists and is not a folder; choose another path")
+    existing = _in_the_way(outdir, options)
+    if existing and not options.overwrite:
+        raise OutputExistsError([str(p) for p in existing])
 
 
-def prepare_folder(outdir: Path, outputs: Sequence[str], overwrite: bool) -> bool:
-    """Make ``outdir`` ready for ``outputs``; returns whether the folder was created here."""
-    formats = get_outputs(outputs)
+def prepare_folder(outdir: Path, options: RunOptions) -> bool:
+    """Make ``outdir`` ready for ``options.outputs``; returns whether the folder was created here."""
     created = not outdir.exists()
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -241,18 +336,19 @@ def prepare_folder(outdir: Path, outputs: Sequence[str], overwrite: bool) -> boo
         probe.unlink()
     except OSError as e:
         raise OutputError(f"cannot write to output folder {outdir}: {e.strerror or e}") from None
-    existing = [outdir / f.path for f in formats if (outdir / f.path).exists()]
-    if existing and not overwrite:
+    try:
+        check_folder(outdir, options)
+    except OutputExistsError:
         if created:
             outdir.rmdir()
-        raise OutputExistsError([str(p) for p in existing])
-    for path in existing:
+        raise
+    for path in _in_the_way(outdir, options):
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     return created
 
 
-def _remove_outputs(outdir: Path, outputs: Sequence[str], created: bool) -> None:
-    for fmt in get_outputs(outputs):
+def _remove_outputs(outdir: Path, options: RunOptions, created: bool) -> None:
+    for fmt in options.formats:
         path = outdir / fmt.path
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -263,31 +359,36 @@ def _remove_outputs(outdir: Path, outputs: Sequence[str], created: bool) -> None
 
 
 def run_to_folder(source: Source, session: DepthSession, outdir: str | Path, options: RunOptions = RunOptions(),
-                  on_frame: Sequence[FrameObserver] = (), stats: Optional[RunStats] = None) -> RunStats:
-    """Stream ``source`` into the outputs ``options.outputs`` in ``outdir``.
+                  on_frame: Sequence[FrameObserver] = (), viewers: Sequence[tuple[Consumer, Sink]] = ()) -> RunStats:
+    """Stream ``source`` into the outputs ``options.outputs`` in ``outdir``, and into ``viewers``
+    ((row, viewer) pairs from :func:`flashdepth.viewer.open_viewers`; closed by the caller).
 
     A run that produces no frame (bad input, an error before the first frame, an empty source)
-    leaves nothing behind. Pass ``stats`` to read the frames done when this raises.
+    leaves nothing behind. An exception raised here carries the run's stats as ``stats`` (the
+    frames done are in the outputs).
     """
     outdir = Path(outdir)
-    created = prepare_folder(outdir, options.outputs, options.overwrite)
-    run: Optional[StreamRun] = None
+    stats = RunStats()
     try:
-        sinks = open_sinks(outdir, options.outputs,
-                           OutputOptions(fps=source.fps, time_base=source.time_base, colormap=options.colormap,
-                                         unprojection=options.unprojection, ply_every=options.ply_every))
-        run = StreamRun(source, session, sinks, queue_size=options.queue_size, reset_on_cut=options.reset_on_cut,
-                        max_frames=options.max_frames, on_frame=on_frame)
-        if stats is not None:
-            run.stats = stats
-        result = run.run()
-    except BaseException:
-        if run is None:
-            source.close()  # a started run closes its source itself
-        if run is None or run.stats.frames == 0:
-            _remove_outputs(outdir, options.outputs, created)
+        created = prepare_folder(outdir, options)
+        run: Optional[StreamRun] = None
+        try:
+            timing = replace(options.output_options, fps=source.fps, time_base=source.time_base)
+            sinks = open_formats(outdir, options.formats, timing)
+            run = StreamRun(source, session, sinks, queue_size=options.queue_size, reset_on_cut=options.reset_on_cut,
+                            max_frames=options.max_frames, on_frame=on_frame, viewers=viewers)
+            stats = run.stats
+            result = run.run()
+        except BaseException:
+            if run is None:
+                source.close()  # a started run closes its source itself
+            if stats.frames == 0:
+                _remove_outputs(outdir, options, created)
+            raise
+        if result.frames == 0:
+            _remove_outputs(outdir, options, created)
+            raise InputError(f"{source.name or 'the input'} has no frames")
+    except BaseException as e:
+        _carry_stats(e, stats)
         raise
-    if result.frames == 0:
-        _remove_outputs(outdir, options.outputs, created)
-        raise InputError(f"{source.name or 'the input'} has no frames")
     return result

@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Optional
 
 from flashdepth.backends import BACKENDS, graph_file_backends
+from flashdepth.batch.engines import engine_options
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
-                               GraphOptionError, MissingIndexError, OutputExistsError, ServeAddressError, UnknownModelError,
+                               GraphOptionError, MissingIndexError, OptionValueError, OutputExistsError,
+                               ServeAddressError, UnknownModelError,
                                UnknownNameError)
 from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH
-from flashdepth.io.colormap import COLORMAPS
-from flashdepth.io.sinks import DEFAULT_PLY_EVERY, OUTPUTS
+from flashdepth.vis.colormap import COLORMAPS, DEFAULT_COLORMAP
+from flashdepth.io.sinks import DEFAULT_OUTPUTS, DEFAULT_PLY_EVERY, OUTPUTS
 from flashdepth.registry import list_models
 
-DEFAULT_SAVE = "vis,raw"
+DEFAULT_SAVE = ",".join(DEFAULT_OUTPUTS)
 
 
 class UsageError(FlashDepthError):
@@ -29,7 +31,14 @@ class UsageError(FlashDepthError):
 
 #: the library's parameter names -> the command line's flags, for error messages
 _FLAG_OF_KIND = {"output": "--save", "colour map": "--colormap", "model": "--model", "dataset": "DATASET",
-                 "backend": "--backend", "graph runtime": "--backend", "engine": "--engine"}
+                 "backend": "--backend", "graph runtime": "--backend", "engine": "--engine", "viewer": "--view"}
+#: option names of the library -> flags, for OptionValueError (the batch engines' options included)
+_FLAG_OF_OPTION = {"ply_every": "--ply-every", **{o.name: f"--{o.name.replace('_', '-')}" for o in engine_options()}}
+
+
+def option_flag(name: str) -> str:
+    """The command line's flag of the library's option ``name``."""
+    return _FLAG_OF_OPTION.get(name, f"--{name.replace('_', '-')}")
 
 
 def cli_message(e: BaseException) -> str:
@@ -44,6 +53,9 @@ def cli_message(e: BaseException) -> str:
         return f"{e.problem}; write one with `flashdepth export onnx --model NAME --size HxW -o FILE.onnx`"
     if isinstance(e, GraphOptionError):  # the spec's fields are the flags of the same names
         return f"--{e.option} {e.value} {e.reason}"
+    if isinstance(e, OptionValueError) and e.name in _FLAG_OF_OPTION:
+        value = f"{e.value:g}" if isinstance(e.value, float) else e.value  # as typed: -1, not -1.0
+        return f"{option_flag(e.name)} {value}: {e.requirement}"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:
@@ -68,7 +80,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="process at short side N (depth is still written at the input's size)")
     p.add_argument("--save", default=DEFAULT_SAVE, metavar="LIST",
                    help=f"outputs, comma-separated, from: {', '.join(OUTPUTS)} (default {DEFAULT_SAVE})")
-    p.add_argument("--colormap", default="inferno", choices=COLORMAPS, help="colour map of vis and sbs (default inferno)")
+    p.add_argument("--colormap", default=DEFAULT_COLORMAP, choices=COLORMAPS,
+                   help=f"colour map of vis and sbs (default {DEFAULT_COLORMAP})")
     p.add_argument("--fps", type=float, default=30.0,
                    help="frame rate given to image inputs and to recovered videos that do not say theirs (default 30)")
     p.add_argument("--recover-with", metavar="GOOD.mp4",
@@ -104,11 +117,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def parse_save(save: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(s.strip() for s in save.split(",") if s.strip()))
-    bad = [n for n in names if n not in OUTPUTS]
-    if bad or not names:
-        raise UsageError(f"--save {save!r}: unknown output(s) {', '.join(bad) or '(none)'}; choose from {', '.join(OUTPUTS)}")
-    return names
+    """--save's names (the library checks them: RunOptions; cli_message words its error in flags)."""
+    return tuple(dict.fromkeys(s.strip() for s in save.split(",") if s.strip()))
 
 
 def parse_unprojection(args: argparse.Namespace):
@@ -130,15 +140,16 @@ def parse_unprojection(args: argparse.Namespace):
     return Unprojection(intrinsics=intrinsics, fov=fov, max_depth=args.max_depth)
 
 
-def run_options(args: argparse.Namespace):
-    """The :class:`flashdepth.pipeline.RunOptions` of ``add_run_options``' flags."""
+def run_options(args: argparse.Namespace, address: Optional[tuple[str, int]] = None):
+    """The :class:`flashdepth.pipeline.RunOptions` of ``add_run_options``' flags (``address``: where
+    the live page listens, from ``run --serve``)."""
+    from flashdepth.io.sinks import OutputOptions
     from flashdepth.pipeline import RunOptions
 
-    if args.ply_every < 1:
-        raise UsageError(f"--ply-every {args.ply_every}: give a number of frames, 1 or more")
-    return RunOptions(outputs=parse_save(args.save), colormap=args.colormap, reset_on_cut=args.reset_on_cut,
-                      max_frames=args.max_frames, overwrite=args.overwrite, unprojection=parse_unprojection(args),
-                      ply_every=args.ply_every)
+    output_options = OutputOptions(colormap=args.colormap, unprojection=parse_unprojection(args),
+                                   ply_every=args.ply_every, address=address or OutputOptions.address)
+    return RunOptions(outputs=parse_save(args.save), output_options=output_options, reset_on_cut=args.reset_on_cut,
+                      max_frames=args.max_frames, overwrite=args.overwrite)
 
 
 def recovery_reference(args: argparse.Namespace) -> Optional[str]:

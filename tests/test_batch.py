@@ -215,6 +215,7 @@ def test_worker_killed_mid_input(tmp_path, ckpt, corpus, engine, capsys):
     assert state[SLOW]["frames"] == SLOW_FRAMES and state[SLOW]["attempt"] == 2
     died = [row for row in manifest_lines(out) if row["input"] == SLOW and row["status"] == "failed"]
     assert len(died) == 1 and died[0]["attempt"] == 1 and "died" in died[0]["error"]
+    assert died[0]["frames"] >= 5 and died[0]["worker"].endswith(f":{pid}")  # what the killed attempt wrote, and who
     assert np.load(out / state[SLOW]["output"] / "depth.npy").shape == (SLOW_FRAMES, 140, 196)
     assert not (out / PARTIAL).exists()
 
@@ -251,3 +252,120 @@ def test_ctrl_c_then_restart_completes(tmp_path, ckpt, corpus, engine, capsys):
     assert state[LONGER]["status"] == "done" and state[LONGER]["frames"] == LONGER_FRAMES
     assert {name: (out / name / "depth.npy").stat().st_mtime_ns for name in kept} == kept
     assert not (out / PARTIAL).exists()
+
+
+def test_engine_options_live_on_the_engine_rows(tmp_path, monkeypatch, capsys):
+    from flashdepth.batch import ENGINES, BatchJob, Engine
+    from flashdepth.batch.engines import GPUS_PER_WORKER, RAY_ADDRESS
+    from flashdepth.errors import ConfigError, OptionValueError
+    from flashdepth.session import SessionSpec
+
+    out = str(tmp_path / "out")
+    with pytest.raises(ConfigError, match="ray_address is a setting of engine='ray'"):
+        BatchJob(inputs=("a.mp4",), outroot=out, ray_address="auto")
+    with pytest.raises(OptionValueError, match="gpus_per_worker=-1"):
+        BatchJob(inputs=("a.mp4",), outroot=out, engine="ray", gpus_per_worker=-1)
+    with pytest.raises(ConfigError, match="gives each worker its GPUs"):
+        BatchJob(inputs=("a.mp4",), outroot=out, engine="ray", session=SessionSpec(device="cuda:1"))
+    assert main(["batch", "x.mp4", "-o", out, "--engine", "ray", "--gpus-per-worker", "-1"]) == 2
+    assert "--gpus-per-worker -1: give 0 or more" in capsys.readouterr().err
+
+    # a new engine that takes the Ray address: the job and the command line follow its row alone
+    monkeypatch.setitem(ENGINES, "probe", Engine("probe", "probe engine", "local", options=(RAY_ADDRESS,)))
+    job = BatchJob(inputs=("a.mp4",), outroot=out, engine="probe", ray_address="somewhere",
+                   session=SessionSpec(device="cuda:1"))  # it does not assign GPUs: a fixed device is fine
+    assert job.ray_address == "somewhere"
+    with pytest.raises(ConfigError, match="gpus_per_worker is a setting of engine='ray'"):
+        BatchJob(inputs=("a.mp4",), outroot=out, engine="probe", gpus_per_worker=1.0)
+    assert main(["batch", "x.mp4", "-o", out, "--engine", "local", "--ray-address", "auto"]) == 2
+    assert "--ray-address is an option of --engine ray or --engine probe" in capsys.readouterr().err
+    assert GPUS_PER_WORKER in ENGINES["ray"].options and ENGINES["ray"].assigns_gpus
+
+
+def test_malformed_manifest_lines_are_ignored(tmp_path):
+    from flashdepth.batch import Manifest, Record
+
+    good = Record("/in/a.mp4", "a", "done", frames=3)
+    lines = [b"[1, 2]", b"null", b"123", b'"text"', good.to_json().encode("utf-8"),
+             b'{"input": 5, "output": "x", "status": "done"}', b'{"input": "/in/b.mp4", "output": "b"}',
+             b'{"input": "/in/c.mp4", "output": "c", "status": "done", "frames": "many"}',
+             b"\xff\xfe not utf-8", b"", '{"input": "/in/caf\u00e9.mp4", "output": "d", "stat'.encode("utf-8")[:-1]]
+    cut = '{"input": "/in/caf\u00e9.mp4"'.encode("utf-8")
+    lines.append(cut[:cut.index(b"\xc3") + 1])  # cut inside a two-byte character, no newline: the last line
+    (tmp_path / MANIFEST).write_bytes(b"\n".join(lines))
+    manifest = Manifest(tmp_path)
+    assert manifest.final() == {good.input: good}
+    assert manifest.ignored == 10  # every line that is not a record, counted (the blank one is not a line)
+
+
+def test_batch_warns_once_about_bad_lines_and_a_dead_attempt_records_its_frames(tmp_path, ckpt, capsys):
+    folder = write_images(tmp_path / "frames", make_frames(2, seed=9))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MANIFEST).write_bytes(b"[1, 2]\nnull\n" + '{"input": "caf\u00e9'.encode("utf-8")[:-1])
+    assert main(batch_args([folder], out, ckpt, ["--engine", "local"])) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "3 line(s)" in err
+    assert final_state(out)[str(folder)]["status"] == "done"  # the good line after the cut one is read
+
+
+def test_an_unwritable_output_root_is_one_line_whether_new_or_existing(tmp_path, ckpt, capsys, monkeypatch):
+    real = Path.write_bytes
+
+    def refuse(self, data):
+        if self.name.startswith(".flashdepth-write-test"):
+            raise PermissionError(13, "Permission denied")  # as a read-only folder does (root ignores modes)
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    errors = []
+    for out in (tmp_path / "new", tmp_path / "existing"):
+        if out.name == "existing":
+            out.mkdir()
+        assert main(["batch", str(tmp_path), "-o", str(out), "--checkpoint", str(ckpt), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "Traceback" not in err
+        errors.append(err.replace(out.name, "OUT"))
+    assert errors[0] == errors[1] and "cannot write to the output root" in errors[0] and "Permission denied" in errors[0]
+    assert not (tmp_path / "new").exists() and not any((tmp_path / "existing").iterdir())
+
+
+def test_an_unloadable_model_leaves_nothing_behind(tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    folder = write_images(tmp_path / "frames", make_frames(1))
+    for out in (tmp_path / "new", tmp_path / "existing"):
+        if out.name == "existing":
+            out.mkdir()
+        assert main(["batch", str(folder), "-o", str(out), "--checkpoint", str(bad), "--device", "cpu",
+                     "--workers", "1", "--quiet"]) == 2
+        assert "could not load the model" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and not any((tmp_path / "existing").iterdir())  # no .lock, no manifest
+
+
+def _docs_snippet(ckpt, inputs, outroot) -> str:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "batch.md").read_text()
+    code = doc.split("## Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'SessionSpec(model="flashdepth-s")' in code and '"/data/depth"' in code and '["a.mp4", "b.mp4", "frames/"]' in code
+    return (code.replace('SessionSpec(model="flashdepth-s")', f'SessionSpec(checkpoint={str(ckpt)!r}, device="cpu")')
+            .replace('"/data/depth"', repr(str(outroot))).replace('["a.mp4", "b.mp4", "frames/"]', repr(inputs)))
+
+
+def test_the_docs_batch_snippet_runs_as_a_script_and_without_its_main_guard_says_why_it_fails(tmp_path, ckpt):
+    inputs = [str(write_images(tmp_path / "frames", make_frames(2, seed=5)))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    script = tmp_path / "depth_batch.py"
+    script.write_text(_docs_snippet(ckpt, inputs, tmp_path / "out"))
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1].startswith("1 [")
+    assert (tmp_path / "out" / "frames" / "depth.npy").exists()
+
+    unguarded = _docs_snippet(ckpt, inputs, tmp_path / "out2")
+    guard = unguarded[unguarded.index("if __name__"):]
+    script.write_text(unguarded.replace(guard, guard.split("\n", 1)[1].lstrip()))
+    failed = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert failed.returncode != 0
+    assert "ended before it started" in failed.stderr and '__name__ == "__main__"' in failed.stderr
+    assert "while loading the model" not in failed.stderr
+    assert not (tmp_path / "out2").exists()  # nothing left: no lock, no manifest

@@ -1,6 +1,7 @@
 """`flashdepth run` end to end on inputs the tests make, and every kind of bad input."""
 
 import signal
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -251,3 +252,67 @@ def test_reset_on_cut(tmp_path, tiny_ckpt, capsys):
     folder = write_images(tmp_path / "cuts", frames)
     assert run(folder, "-o", tmp_path / "out", "--checkpoint", ckpt, "--save", "raw", "--reset-on-cut") == 0
     assert "1 shot cut(s)" in capsys.readouterr().out
+
+
+def test_source_kinds_table_decides_opening_and_what_batch_keeps_as_given(tmp_path):
+    from flashdepth.batch.job import input_key
+    from flashdepth.errors import InputError
+    from flashdepth.io.sources import SOURCE_KINDS, open_source, source_kind
+
+    folder = write_images(tmp_path / "frames", make_frames(2))
+    video = write_video(tmp_path / "clip.mp4", make_frames(2))
+    examples = {"webcam": "webcam:0", "lavfi": "lavfi:testsrc=size=64x48", "url": "rtsp://cam.local/s1",
+                "device": "/dev/video99", "folder": str(folder), "file": str(video),
+                "glob": str(tmp_path / "frames" / "*.png")}
+    assert set(examples) == set(SOURCE_KINDS)  # every row has an example here
+    for name, spec in examples.items():
+        kind = source_kind(spec)
+        assert kind is SOURCE_KINDS[name], (spec, kind)
+        # batch keeps live inputs as given and makes local paths absolute: the row's `live` decides
+        assert kind.live == (name in ("webcam", "lavfi", "url", "device"))
+        assert input_key(spec) == (spec if kind.live else str(Path(spec).resolve()))
+    assert input_key("rel/clip.mp4") == str(Path("rel/clip.mp4").resolve())  # relative: made absolute
+    assert source_kind(str(tmp_path / "missing.mp4")) is None
+    with pytest.raises(InputError) as e:
+        open_source(tmp_path / "missing.mp4")
+    assert all(k.description in str(e.value) for k in SOURCE_KINDS.values())
+    assert open_source(folder).frame_count == 2 and not open_source(folder).live
+    assert open_source(examples["glob"]).frame_count == 2
+    assert open_source("lavfi:testsrc=size=64x48:rate=5").live
+    with pytest.raises(InputError, match="camera device /dev/video99 does not exist"):
+        open_source("/dev/video99")
+
+
+def test_run_defaults_and_checks_have_one_home():
+    import inspect
+
+    from flashdepth.errors import OptionValueError, UnknownNameError
+    from flashdepth.io.sinks import OutputOptions
+    from flashdepth.io.sources import Source
+    from flashdepth.pipeline import RunOptions
+    from flashdepth.viewer import LiveViewer
+    from flashdepth_cli.common import DEFAULT_SAVE, parse_save, run_options
+    from flashdepth_cli.main import _parser
+
+    args = _parser().parse_args(["run", "x.mp4", "-o", "out"])
+    options = run_options(args)
+    assert options == RunOptions()  # the command line's defaults are the library's
+    assert parse_save(DEFAULT_SAVE) == RunOptions().outputs
+    assert inspect.signature(LiveViewer).parameters["colormap"].default == OutputOptions().colormap == args.colormap
+    assert RunOptions(outputs=("raw", "raw", "vis")).outputs == ("raw", "vis")
+    with pytest.raises(UnknownNameError, match="mp3"):
+        RunOptions(outputs=("raw", "mp3"))
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(OptionValueError) as e:
+            OutputOptions(ply_every=bad)
+        assert e.value.name == "ply_every" and e.value.value is bad
+
+    class Noted(Source):
+        def recovery_note(self):
+            return "recovered"
+
+        def truncation_warning(self):
+            return "truncated"
+
+    assert Noted().warnings() == ["recovered", "truncated"]
+    assert Noted().warnings(read_to_end=False) == ["recovered"]  # a frame limit, not the file, ended the run

@@ -100,12 +100,11 @@ def test_rerun_viewer_logs_a_run_fed_by_hand(tmp_path):
     recording = new_recording()
     recording.save(str(tmp_path / "live.rrd"))
     images = make_frames(3)
-    with RerunViewer(Unprojection(intrinsics=Intrinsics(100.0, 100.0, 97.5, 69.5)), recording=recording,
-                     queue_size=8) as viewer:
+    with RerunViewer(Unprojection(intrinsics=Intrinsics(100.0, 100.0, 97.5, 69.5)), recording=recording) as viewer:
         for i, image in enumerate(images):
             viewer.update(Frame(image, i), np.full((140, 196), 20.0 + i, dtype=np.float32))
         viewer.update(images[0], np.full((140, 196), 50.0, dtype=np.float32))  # a bare image is numbered too
-    assert viewer.dropped == 0 and viewer.error is None
+    assert viewer.error is None
     rows, frames, depths = _read_rrd(tmp_path / "live.rrd")
     assert ENTITIES <= set(rows) and rows["/world/camera/rgb"] == 4
     assert frames == [0, 1, 2, 3] and depths[3][0, 0] == pytest.approx(2.0)  # 100 / 50
@@ -131,6 +130,7 @@ def test_missing_3d_dependencies_name_their_extra(monkeypatch):
     (["--max-depth", "-1"], "--max-depth -1: give a positive distance"),
     (["--ply-every", "0"], "--ply-every 0: give a number of frames"),
     (["--serve", "localhost:http"], "--serve 'localhost:http': give PORT or HOST:PORT"),
+    (["--serve", ""], "--serve '': give PORT or HOST:PORT"),  # not a run without a server
 ])
 def test_bad_3d_and_serve_flags_are_one_line_errors(tmp_path, ckpt, capsys, flags, message):
     folder = write_images(tmp_path / "frames", make_frames(1))
@@ -138,3 +138,44 @@ def test_bad_3d_and_serve_flags_are_one_line_errors(tmp_path, ckpt, capsys, flag
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the display check is Linux's")
+def test_view_rerun_without_a_display_warns_and_the_run_succeeds(tmp_path, ckpt, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    folder = write_images(tmp_path / "frames", make_frames(3))
+    assert main(["run", str(folder), "-o", str(tmp_path / "out"), "--checkpoint", str(ckpt), "--save", "raw",
+                 "--view", "rerun", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: --view rerun" in err and "no display" in err
+    assert np.load(tmp_path / "out" / "depth.npy").shape[0] == 3
+
+
+def test_the_spawned_rerun_viewer_listens_on_loopback_and_its_failure_is_a_viewer_error(monkeypatch):
+    import subprocess
+
+    from flashdepth.errors import ViewerError
+    from flashdepth.viewer import rerun_view
+
+    started = []
+
+    class Exited:
+        returncode = 1
+
+        def __init__(self, args, stderr=None, **kwargs):
+            started.append(args)
+            stderr.write(b"Error: winit EventLoopError: cannot open a window\n")
+            stderr.flush()
+
+        def poll(self):
+            return 1
+
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(rerun_view.shutil, "which", lambda name: "/usr/bin/rerun")
+    monkeypatch.setattr(subprocess, "Popen", Exited)
+    with pytest.raises(ViewerError, match="exited at start .*cannot open a window"):
+        rerun_view.spawn_viewer(wait_s=5)
+    args = started[0]
+    assert args[args.index("--bind") + 1] == "127.0.0.1"  # never 0.0.0.0
+    assert args[0] == "/usr/bin/rerun" and 0 < int(args[args.index("--port") + 1]) < 65536

@@ -259,3 +259,203 @@ def test_the_page_in_headless_chromium_shows_moving_pictures(tmp_path, ckpt):
         area = shot[int(rect["top"]) + 2:int(rect["bottom"]) - 2, int(rect["left"]) + 2:int(rect["right"]) - 2]
         assert area.shape[0] > 100 and area.shape[1] > 200  # the images are laid out at a useful size
         assert area.std() > 10 and len(np.unique(area.reshape(-1, 3)[::7], axis=0)) > 20  # a picture, not blank
+
+
+class _ListSource:
+    """A source of ready frames (no decoding), for tests of the pipeline's plumbing."""
+
+    name, live, frame_count = "frames", False, None
+
+    def __init__(self, count):
+        self.images = make_frames(count, seed=4)
+
+    def __iter__(self):
+        for i, image in enumerate(self.images):
+            yield Frame(image, i, pts=i)
+
+    def close(self):
+        pass
+
+
+class _IndexSession:
+    """A stand-in model: the depth of frame i is filled with i (an independent oracle of order)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def step(self, image):
+        self.calls += 1
+        return np.full(image.shape[:2], float(self.calls - 1), dtype=np.float32)
+
+    def reset(self):
+        pass
+
+
+class _Recorder:
+    def __init__(self, delay=0.0, fail_at=None, gate=None):
+        self.seen, self.delay, self.fail_at, self.gate, self.closed = [], delay, fail_at, gate, False
+        self.calls = 0
+
+    def write(self, frame, depth, stats=None):
+        self.calls += 1
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.fail_at is not None and self.calls == self.fail_at:  # the n-th frame it is given
+            raise RuntimeError("viewer went away")
+        time.sleep(self.delay)
+        self.seen.append((frame.index, float(depth[0, 0]), stats))
+
+    def close(self):
+        self.closed = True
+
+
+def test_consumers_get_their_own_queue_files_every_frame_viewers_drop_and_never_stop_the_run():
+    from flashdepth.io.sinks import OUTPUTS, Consumer
+    from flashdepth.pipeline import StreamRun
+    from flashdepth.viewer import VIEWERS
+
+    assert all(not row.drops and row.path for row in OUTPUTS.values())  # files get every frame
+    assert all(row.drops and row.path is None for row in VIEWERS.values())  # viewers may drop
+    frames = 40
+    slow_file = _Recorder(delay=0.005)
+    stuck = threading.Event()
+    blocked_viewer = _Recorder(gate=stuck)  # never takes a frame until the run is over
+    failing_viewer = _Recorder(fail_at=1)  # fails at the first frame it is given
+    row = Consumer("test-view", None, "a viewer under test", lambda path, o: None, drops=True)
+    run = StreamRun(_ListSource(frames), _IndexSession(), [slow_file], queue_size=2,
+                    viewers=[(row, blocked_viewer), (row, failing_viewer)])
+    run.viewer_wait_s = 0.2
+    finished = threading.Thread(target=run.run, daemon=True)
+    finished.start()
+    finished.join(timeout=60)
+    assert not finished.is_alive()  # a viewer that takes nothing never holds the run (its feed waits on the gate)
+    stuck.set()
+    run.viewer_feeds[0][1].thread.join(timeout=30)
+    assert run.stats.frames == frames and slow_file.closed
+    assert [i for i, _, _ in slow_file.seen] == list(range(frames))  # every frame, in order
+    assert all(value == index for index, value, _ in slow_file.seen)
+    assert not blocked_viewer.closed and not failing_viewer.closed  # viewers belong to the caller
+    # the blocked viewer got at most its queue (2) plus the frame it held: the oldest were dropped
+    assert len(blocked_viewer.seen) <= 3 and blocked_viewer.seen[-1][0] == frames - 1
+    assert failing_viewer.seen == [] and failing_viewer.calls == 1  # given up at its error, the run went on
+    names = dict(run.viewer_errors())
+    assert list(names) == ["test-view"] and "went away" in str(names["test-view"])
+    seen = blocked_viewer.seen[-1][2]
+    assert seen.frames == frames and len(seen.latencies_ms) == 1  # viewers are told the run's progress
+
+
+def test_run_errors_carry_the_stats_of_the_frames_done(tmp_path):
+    from flashdepth.pipeline import StreamRun
+
+    class Broken(_ListSource):
+        def __iter__(self):
+            yield from list(super().__iter__())[:5]
+            raise RuntimeError("decoder broke")
+
+    run = StreamRun(Broken(9), _IndexSession(), [_Recorder()])
+    with pytest.raises(RuntimeError, match="decoder broke") as e:
+        run.run()
+    assert e.value.stats is run.stats and e.value.stats.frames == 5
+
+
+def _raw_get(url, host_header):
+    """Status code of GET url with the given Host header (None: no Host header at all)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        host = "" if host_header is None else f"Host: {host_header}\r\n"
+        sock.sendall(f"GET /stats.json HTTP/1.1\r\n{host}Connection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_requests_for_another_host_are_refused_dns_rebinding():
+    with LiveViewer() as viewer:
+        port = viewer.port
+        for allowed in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", "127.0.0.1"):
+            assert _raw_get(viewer.url, allowed) == 200, allowed
+        for refused in ("evil.example.com", f"evil.example.com:{port}", f"127.0.0.1:{port + 1}",
+                        f"192.168.0.10:{port}", None, ""):
+            assert _raw_get(viewer.url, refused) == 403, refused
+    server = LiveViewer(host="0.0.0.0").server  # a wildcard bind: address literals, never DNS names
+    server.port = 8080
+    assert server.host_allowed("10.1.2.3:8080") and server.host_allowed("[fe80::1]:8080")
+    assert not server.host_allowed("rebind.attacker.example:8080") and not server.host_allowed("10.1.2.3:9")
+    named = LiveViewer(host="192.168.7.7").server
+    named.port = 8080
+    assert named.host_allowed("192.168.7.7:8080") and not named.host_allowed("10.1.2.3:8080")
+
+
+def _closed_by_server(sock, within):
+    """Whether the server closes ``sock`` within ``within`` seconds (recv sees the end)."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_idle_connections_time_out_and_are_capped():
+    with LiveViewer(request_timeout=0.5, max_connections=2) as viewer:
+        address = ("127.0.0.1", viewer.port)
+        idle = [socket.create_connection(address, timeout=10) for _ in range(2)]
+        wait_until(lambda: viewer.server._slots._value == 0, timeout=10, what="two connections taken")
+        extra = socket.create_connection(address, timeout=10)
+        wait_until(lambda: viewer.server.refused >= 1, timeout=10, what="the connection over the cap refused")
+        assert _closed_by_server(extra, within=5)  # over the cap: closed unread
+        assert all(_closed_by_server(s, within=5) for s in idle)  # never sent a request: dropped after 0.5 s
+        assert _raw_get(viewer.url, f"127.0.0.1:{viewer.port}") == 200  # the slots are free again
+        for s in (*idle, extra):
+            s.close()
+
+
+def test_many_idle_and_resetting_clients_under_a_low_open_file_limit_never_touch_the_run(tmp_path, ckpt):
+    import os
+    import resource
+    import struct
+
+    from media import write_images
+
+    frames = 40
+    folder = write_images(tmp_path / "frames", make_frames(frames, seed=3))
+    out = tmp_path / "out"
+    limit = 128
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "flashdepth_cli", "run", str(folder), "-o", str(out),
+                             "--checkpoint", str(ckpt), "--device", "cpu", "--save", "raw,vis", "--serve", "0",
+                             "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=low_limit)
+    clients = []
+    try:
+        line = proc.stderr.readline()
+        assert "live view at" in line, line
+        port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+        for i in range(2 * limit):  # idle: they connect and never send a request
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break
+        for _ in range(50):  # resets: a request cut by an RST
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        printed, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for s in clients:
+            s.close()
+    assert proc.returncode == 0, err
+    assert len(clients) > limit  # more connections than the run may open files
+    assert np.load(out / "depth.npy").shape[0] == frames
+    assert "Traceback" not in err and err.count("\n") <= 2, err

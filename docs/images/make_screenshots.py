@@ -38,6 +38,7 @@ from browser import Browser, find_chromium  # noqa: E402
 
 from flashdepth.geometry import Unprojection  # noqa: E402
 from flashdepth.io.sources import open_source  # noqa: E402
+from flashdepth.io.sinks import OutputOptions  # noqa: E402
 from flashdepth.pipeline import RunOptions, run_to_folder  # noqa: E402
 from flashdepth.session import DepthSession  # noqa: E402
 from flashdepth.viewer import LiveViewer  # noqa: E402
@@ -54,8 +55,8 @@ def free_port() -> int:
 
 def live_page(args: argparse.Namespace, outdir: Path) -> None:
     session = DepthSession(load_model(args.checkpoint), device=args.device, resolution=args.resolution)
-    options = RunOptions(outputs=("raw", "rerun", "ply"), unprojection=Unprojection(fov=args.fov),
-                         ply_every=args.ply_every, max_frames=args.frames, overwrite=True)
+    options = RunOptions(outputs=("raw", "rerun", "ply"), max_frames=args.frames, overwrite=True,
+                         output_options=OutputOptions(unprojection=Unprojection(fov=args.fov), ply_every=args.ply_every))
     with LiveViewer(colormap=args.colormap) as viewer, Browser(1280, 450) as browser:
         done = threading.Event()
         result: dict = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import OutputError
-from ..io.sinks import get_outputs
+from ..io.sinks import OUTPUTS
 
 PARTIAL = ".partial"
 MARKER = ".flashdepth-done.json"
@@ -28,6 +29,40 @@ LOCK = ".lock"
 def partial_folder(outroot: Path, name: str) -> Path:
     """A fresh folder for one attempt at ``name``; the worker's pid is in its name."""
     return Path(outroot) / PARTIAL / f"{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+#: a file in a partial folder naming the worker that writes it (host:pid), removed before publication
+WORKER_FILE = ".flashdepth-worker"
+
+
+def start_partial(outroot: Path, name: str, worker: str) -> Path:
+    """Create the folder of one attempt at ``name``, signed by ``worker`` (host:pid)."""
+    folder = partial_folder(outroot, name)
+    folder.mkdir(parents=True)
+    (folder / WORKER_FILE).write_text(worker, encoding="utf-8")
+    return folder
+
+
+def left_attempts(outroot: Path, name: str) -> list[tuple[str, int]]:
+    """(worker, frames written) of each attempt at ``name`` whose partial folder was left behind (its
+    worker died), oldest first. Frames are read from ``depth.npy`` (0 without the ``raw`` output)."""
+    pattern = re.compile(re.escape(name) + r"\.(\d+)\.[0-9a-f]{8}")
+    try:
+        folders = [p for p in (Path(outroot) / PARTIAL).iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return []
+    attempts = []
+    for folder in sorted(folders, key=lambda p: p.stat().st_mtime_ns):
+        try:
+            worker = (folder / WORKER_FILE).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            worker = f"?:{pattern.fullmatch(folder.name).group(1)}"
+        try:
+            frames = int(np.load(folder / OUTPUTS["raw"].path, mmap_mode="r").shape[0])
+        except (OSError, ValueError, IndexError):
+            frames = 0
+        attempts.append((worker, frames))
+    return attempts
 
 
 def remove_partials(outroot: Path) -> None:
@@ -55,6 +90,7 @@ def read_marker(folder: Path) -> Optional[dict]:
 
 def publish(partial: Path, final: Path) -> None:
     """Rename the finished ``partial`` folder to ``final``, replacing a folder already there."""
+    (partial / WORKER_FILE).unlink(missing_ok=True)
     if final.exists():
         aside = partial.parent / f"{final.name}.replaced.{uuid.uuid4().hex[:8]}"
         os.rename(final, aside)
@@ -74,7 +110,7 @@ def check_done(folder: Path, outputs: Sequence[str], frames: int) -> Optional[st
     missing = [name for name in outputs if name not in marker.get("outputs", ())]
     if missing:
         return f"{folder} was made without {', '.join(missing)}"
-    for fmt in get_outputs(outputs):
+    for fmt in (OUTPUTS[name] for name in outputs):  # names checked by RunOptions
         if not (folder / fmt.path).exists():
             return f"{folder / fmt.path} is missing"
         if fmt.name == "raw":

@@ -6,18 +6,16 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
 from typing import Optional
-from urllib.parse import urlsplit
 
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ConfigError, OptionValueError, UnknownNameError
+from ..io.sources import SOURCE_KINDS, SourceKind, source_kind
 from ..pipeline import RunOptions
 from ..session import SessionSpec
-from .engines import ENGINES
+from .engines import ENGINES, engine_options, engines_taking
 
 #: names an input's folder cannot take: the files the batch keeps beside the folders
 RESERVED_NAMES = frozenset({"manifest.jsonl"})
-_LIVE_PREFIXES = ("webcam:", "lavfi:", "/dev/")
 _NAME_LIMIT = 80
 
 
@@ -38,8 +36,9 @@ class BatchJob:
     engine: str = "local"  # a name in flashdepth.batch.ENGINES
     workers: Optional[int] = None  # default: one per GPU, or one per 4 CPU cores
     retries: int = 1  # new attempts for an input whose worker died while processing it
-    gpus_per_worker: Optional[float] = None  # ray: GPUs each worker reserves (default 1 if the cluster has GPUs)
-    ray_address: Optional[str] = None  # ray: an existing cluster ("auto", "ray://host:10001"); None starts one here
+    # settings of some engines only (the rows' `options` in ENGINES say which):
+    gpus_per_worker: Optional[float] = None  # GPUs each worker reserves (default 1 if the cluster has GPUs)
+    ray_address: Optional[str] = None  # an existing cluster ("auto", "ray://host:10001"); None starts one here
 
     def __post_init__(self) -> None:
         # Paths made absolute here: workers (Ray actors especially) need not share our working folder.
@@ -58,16 +57,20 @@ class BatchJob:
             raise ConfigError(f"retries={self.retries!r} must be a whole number >= 0")
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
             raise ConfigError(f"workers={self.workers!r} must be a whole number >= 1 (or None for the default)")
-        if self.engine != "ray":
-            for name in ("gpus_per_worker", "ray_address"):
-                if getattr(self, name) is not None:
-                    raise ConfigError(f"{name} is a setting of the ray engine; set engine='ray' or leave it None")
-        else:
-            if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
-                raise ConfigError(f"gpus_per_worker={self.gpus_per_worker!r} must be >= 0")
-            if self.session.device and self.session.device.startswith("cuda:"):
-                raise ConfigError(f"device={self.session.device!r}: Ray gives each worker its GPUs; "
-                                  "use device='auto' or 'cuda' and gpus_per_worker")
+        engine = ENGINES[self.engine]
+        for option in engine_options():
+            value = getattr(self, option.name)
+            if value is None:
+                continue
+            if option not in engine.options:
+                owners = " or ".join(repr(name) for name in engines_taking(option))
+                raise ConfigError(f"{option.name} is a setting of engine={owners}; set that engine or leave it None")
+            problem = option.check(value) if option.check is not None else None
+            if problem is not None:
+                raise OptionValueError(option.name, value, problem)
+        if engine.assigns_gpus and self.session.device and self.session.device.startswith("cuda:"):
+            raise ConfigError(f"device={self.session.device!r}: the {engine.name} engine gives each worker its GPUs; "
+                              "use device='auto' or 'cuda'")
 
     def tasks(self) -> list["Task"]:
         """One task per distinct input, in the order given, each with its output folder's name."""
@@ -84,24 +87,21 @@ class Task:
     attempt: int = 1
 
 
+def _live_kind(spec: str) -> Optional[SourceKind]:
+    kind = source_kind(spec)
+    return kind if kind is not None and kind.live else None
+
+
 def input_key(spec: str) -> str:
-    """The input as workers open it: local paths made absolute (workers may run elsewhere)."""
+    """The input as workers open it: local paths made absolute (workers may run elsewhere), live
+    inputs (cameras, streams: the ``live`` rows of the source table) as given."""
     spec = str(spec)
-    if spec.startswith(_LIVE_PREFIXES) or "://" in spec:
-        return spec
-    return os.path.abspath(spec)
+    return spec if _live_kind(spec) is not None else os.path.abspath(spec)
 
 
 def _base_name(key: str) -> str:
-    if "://" in key:
-        parts = urlsplit(key)
-        tail = [p for p in parts.path.split("/") if p]
-        stem = PurePosixPath(tail[-1]).stem if tail else parts.netloc
-    elif key.startswith(_LIVE_PREFIXES):
-        stem = key
-    else:
-        path = PurePosixPath(key.replace(os.sep, "/"))
-        stem = path.name if os.path.isdir(key) else path.stem
+    kind = _live_kind(key) or SOURCE_KINDS["file"]  # a local path (existing or not) is named by its file name
+    stem = kind.label(key)
     name = re.sub(r"[^A-Za-z0-9._+-]+", "_", stem).strip("._")[:_NAME_LIMIT]
     return name or "input"
 

@@ -16,10 +16,12 @@ import socket
 from collections import deque
 from dataclasses import replace
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import WorkerStartError
 from ..utils import first_line
+from .folders import left_attempts
 from .job import BatchJob, Task
 from .manifest import Record
 
@@ -50,6 +52,7 @@ def _serve(conn, job: BatchJob, device: str, threads: Optional[int]) -> None:
     from .worker import BatchWorker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the driver stops us
+    conn.send(("started",))  # this far, the process started: what happens next is loading the model
     try:
         worker = BatchWorker(job, device=device, threads=threads)
     except Exception as e:
@@ -76,7 +79,7 @@ class _Process:
                                        name="flashdepth-batch-worker")
         self.process.start()
         child.close()
-        self.ready = False
+        self.started = self.ready = False
         self.task: Optional[Task] = None
 
     def receive(self) -> Optional[tuple]:
@@ -128,6 +131,8 @@ def run(job: BatchJob, tasks: list[Task], report: Callable[[Record, bool], None]
                 message = w.receive()
                 if message is None:
                     workers[i] = _replace_dead(w, job, queue, report, context)
+                elif message[0] == "started":
+                    w.started = True
                 elif message[0] == "ready":
                     w.ready = True
                 elif message[0] == "record":
@@ -147,14 +152,20 @@ def _replace_dead(dead: _Process, job: BatchJob, queue: deque, report, context) 
     """Record the input a dead worker held, queue it again if retries are left; a new worker if needed."""
     ending = dead.how_it_ended()
     dead.conn.close()
+    if not dead.started:
+        raise WorkerStartError(f"a batch worker process on {dead.device} ended before it started ({ending}); workers "
+                               "are started with spawn, which imports the main script again: in a script, call "
+                               "run_batch under `if __name__ == \"__main__\":`")
     if not dead.ready:
         raise WorkerStartError(f"a batch worker on {dead.device} died while loading the model ({ending})")
     task = dead.task
     if task is not None:
         again = task.attempt <= job.retries
         died = f"the worker process died ({ending}) while processing this input"
-        report(Record(task.input, task.output, "failed", worker=f"{socket.gethostname()}:{dead.process.pid}",
-                      attempt=task.attempt, error=died), not again)
+        worker = f"{socket.gethostname()}:{dead.process.pid}"
+        frames = max((n for who, n in left_attempts(Path(job.outroot), task.output) if who == worker), default=0)
+        report(Record(task.input, task.output, "failed", frames=frames, worker=worker, attempt=task.attempt,
+                      error=died), not again)
         if again:
             queue.append(replace(task, attempt=task.attempt + 1))
     return _Process(context, job, dead.device, dead.threads) if queue else None

@@ -1,7 +1,8 @@
 """The manifest: ``OUTROOT/manifest.jsonl``, one JSON line per input and attempt.
 
 Append-only and flushed line by line, written by the driver alone. The final state of an input is
-its last line; a line cut short by a crash is ignored when read.
+its last line. A line that is not a record (cut short by a crash, even inside a multi-byte
+character; edited; valid JSON that is not an object) is ignored when read, and counted.
 """
 
 from __future__ import annotations
@@ -44,15 +45,24 @@ class Record:
         return json.dumps(row, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, line: str) -> Optional["Record"]:
-        """The record of a line, or None for a line that is not one (cut short, edited)."""
+    def from_json(cls, line: str | bytes) -> Optional["Record"]:
+        """The record of a line, or None for a line that is not one (cut short, edited, not UTF-8,
+        not a JSON object, fields of the wrong type)."""
         try:
             row = json.loads(line)
-            known = {f.name for f in fields(cls)}
-            record = cls(**{k: v for k, v in row.items() if k in known})
-        except (json.JSONDecodeError, TypeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
-        return record if record.status in STATUSES and isinstance(record.input, str) else None
+        if not isinstance(row, dict):
+            return None
+        known = {f.name: f for f in fields(cls)}
+        try:
+            record = cls(**{k: v for k, v in row.items() if k in known})
+        except TypeError:  # a required field missing
+            return None
+        good = (record.status in STATUSES and isinstance(record.input, str) and isinstance(record.output, str)
+                and isinstance(record.frames, int) and not isinstance(record.frames, bool)
+                and isinstance(record.attempt, int))
+        return record if good else None
 
 
 class Manifest:
@@ -61,15 +71,21 @@ class Manifest:
     def __init__(self, outroot: str | Path):
         self.path = Path(outroot) / MANIFEST
         self.file = None
+        self.ignored = 0  # lines of the last final() that were not records
 
     def final(self) -> dict[str, Record]:
-        """Input -> its last record."""
+        """Input -> its last record. Lines that are not records are skipped (``ignored`` counts them)."""
         states: dict[str, Record] = {}
+        self.ignored = 0
         if self.path.exists():
-            with open(self.path, encoding="utf-8") as f:
+            with open(self.path, "rb") as f:  # bytes: a line cut inside a character must not stop the others
                 for line in f:
+                    if not line.strip():
+                        continue
                     record = Record.from_json(line)
-                    if record is not None:
+                    if record is None:
+                        self.ignored += 1
+                    else:
                         states[record.input] = record
         return states
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import WorkerStartError
 from ..utils import first_line
-from .folders import PARTIAL
+from .folders import left_attempts
 from .job import BatchJob, Task
 from .manifest import Record
 
@@ -40,16 +39,8 @@ class RayWorker:
 
     def process(self, task: Task) -> Record:
         # Ray reruns a task whose actor died; such an attempt left its partial folder behind.
-        earlier = _unfinished_attempts(Path(self.worker.job.outroot), task.output)
+        earlier = len(left_attempts(Path(self.worker.job.outroot), task.output))
         return self.worker.process(Task(task.input, task.output, max(task.attempt, 1 + earlier)))
-
-
-def _unfinished_attempts(outroot: Path, name: str) -> int:
-    pattern = re.compile(re.escape(name) + r"\.\d+\.[0-9a-f]{8}")
-    try:
-        return sum(1 for p in (outroot / PARTIAL).iterdir() if pattern.fullmatch(p.name))
-    except OSError:
-        return 0
 
 
 def settle(refs: list, task: Task, retries: int) -> Record:
@@ -118,8 +109,10 @@ def run(job: BatchJob, tasks: list[Task], report: Callable[[Record, bool], None]
             pool.submit(lambda actor, t: settler.remote([actor.process.remote(t)], t, job.retries), task)
         while pool.has_next():
             record = pool.get_next_unordered()
+            left = left_attempts(Path(job.outroot), record.output)  # what each killed attempt wrote, and who
             for attempt in range(1, record.attempt):  # attempts Ray ran again after their worker died
-                report(Record(record.input, record.output, "failed", attempt=attempt,
+                worker, frames = left[attempt - 1] if attempt - 1 < len(left) else ("", 0)
+                report(Record(record.input, record.output, "failed", attempt=attempt, frames=frames, worker=worker,
                               error="the Ray worker died while processing this input; Ray ran it again"), False)
             report(record, True)
     finally:

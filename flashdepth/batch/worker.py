@@ -15,9 +15,9 @@ from typing import Optional
 
 from .. import __version__
 from ..io.sources import open_source
-from ..pipeline import RunStats, run_to_folder
+from ..pipeline import run_to_folder
 from ..utils import first_line
-from .folders import partial_folder, publish, write_marker
+from .folders import PARTIAL, publish, start_partial, write_marker
 from .job import BatchJob, Task
 from .manifest import Record
 
@@ -37,14 +37,13 @@ class BatchWorker:
 
     def process(self, task: Task) -> Record:
         job, start = self.job, time.perf_counter()
-        partial = partial_folder(self.outroot, task.output)
-        stats = RunStats()
+        partial = self.outroot / PARTIAL / "none"
         try:
+            partial = start_partial(self.outroot, task.output, self.name)
             self.session.reset()  # every input is a stream of its own
             source = open_source(task.input, fps=job.fps, reference=job.reference)
-            run_to_folder(source, self.session, partial, job.options, stats=stats)
-            notes = [source.recovery_note(), source.truncation_warning() if not job.options.max_frames else None]
-            warning = "; ".join(filter(None, notes)) or None
+            stats = run_to_folder(source, self.session, partial, job.options)
+            warning = "; ".join(source.warnings(read_to_end=not job.options.max_frames)) or None
             seconds = time.perf_counter() - start
             write_marker(partial, {"input": task.input, "frames": stats.frames, "outputs": list(job.options.outputs),
                                    "model": self.session.config.name, "weights": job.session.weights,
@@ -52,7 +51,8 @@ class BatchWorker:
             publish(partial, self.outroot / task.output)
         except Exception as e:  # the input failed, not the worker: say why and go on with the next
             shutil.rmtree(partial, ignore_errors=True)
-            return Record(task.input, task.output, "failed", frames=stats.frames,
+            frames = getattr(getattr(e, "stats", None), "frames", 0)  # the run's errors carry its stats
+            return Record(task.input, task.output, "failed", frames=frames,
                           seconds=time.perf_counter() - start, worker=self.name, attempt=task.attempt,
                           error=f"{type(e).__name__}: {first_line(e)}")
         seconds = time.perf_counter() - start

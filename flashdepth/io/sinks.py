@@ -1,8 +1,12 @@
-"""Output writers and the one table of output formats (:data:`OUTPUTS`).
+"""Consumers of a run's frames: the row type (:class:`Consumer`), the output writers and their
+table (:data:`OUTPUTS`).
 
-Each writer consumes (frame, depth) pairs one at a time and is valid after ``close()``. Adding an
-output format is a writer class plus one row of :data:`OUTPUTS`; the command line's ``--save``
-choices and help come from the table, and unknown names are errors.
+A consumer takes (frame, depth) pairs one at a time (``write``) and is done after ``close()``.
+Each row says whether it may drop frames: the output files get every frame (the pipeline waits
+for them), the viewers (:data:`flashdepth.viewer.VIEWERS`, rows of the same type) skip frames
+when they fall behind (the pipeline never waits for them). Adding an output format is a writer
+class plus one row of :data:`OUTPUTS`; the command line's ``--save`` choices and help come from
+the table, and unknown names are errors.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, UnknownNameError, require_modules
+from ..errors import OptionValueError, UnknownNameError, require_modules
 from ..geometry import Unprojection
 from ..utils import as_rgb8
-from .colormap import StableNormalizer, colorize, lut
+from ..vis.colormap import COLORMAPS, DEFAULT_COLORMAP, StableNormalizer, colorize, lut
 from .pointcloud import PlyWriter
 from .rerun_sink import RerunWriter
 from .sources import Frame
@@ -26,6 +30,8 @@ _HEADER_LEN = 128  # fixed .npy header length, so it can be rewritten in place
 
 
 DEFAULT_PLY_EVERY = 30
+#: the outputs of a run unless others are chosen (``RunOptions.outputs``, ``run --save``)
+DEFAULT_OUTPUTS = ("vis", "raw")
 
 
 @dataclass(frozen=True)
@@ -33,18 +39,23 @@ class OutputOptions:
     """What writers need beyond the frames: the source's timing and the user's choices.
 
     ``unprojection`` (intrinsics or field of view, depth scale, far limit) is how the 3D outputs
-    (``ply``, ``rerun``) place points; ``ply_every`` writes a point cloud for frames 0, N, 2N, ...
+    (``ply``, ``rerun``) and viewers place points; ``ply_every`` writes a point cloud for frames
+    0, N, 2N, ...; ``address`` (host, port) is where the live page listens (port 0: a free one).
+    ``fps`` and ``time_base`` are the source's (:func:`flashdepth.pipeline.run_to_folder` sets them).
     """
 
     fps: Fraction = Fraction(30)
     time_base: Fraction = Fraction(1, 30)
-    colormap: str = "inferno"
+    colormap: str = DEFAULT_COLORMAP
     unprojection: Unprojection = Unprojection()
     ply_every: int = DEFAULT_PLY_EVERY
+    address: tuple[str, int] = ("127.0.0.1", 0)
 
     def __post_init__(self):
-        if not isinstance(self.ply_every, int) or self.ply_every < 1:
-            raise ConfigError(f"ply_every={self.ply_every!r} must be a whole number of frames, 1 or more")
+        if isinstance(self.ply_every, bool) or not isinstance(self.ply_every, int) or self.ply_every < 1:
+            raise OptionValueError("ply_every", self.ply_every, "give a number of frames, 1 or more")
+        if self.colormap not in COLORMAPS:
+            raise UnknownNameError("colour map", self.colormap, COLORMAPS)
 
 
 class Sink(Protocol):
@@ -178,41 +189,46 @@ class ExrWriter:
 
 
 @dataclass(frozen=True)
-class OutputFormat:
-    """One row of :data:`OUTPUTS`."""
+class Consumer:
+    """One row of :data:`OUTPUTS` (files) or :data:`flashdepth.viewer.VIEWERS` (viewers)."""
 
     name: str
-    path: str  # the file or folder it writes inside the output folder
+    path: Optional[str]  # the file or folder it writes inside the output folder; None: a viewer (no file)
     description: str
-    open: Callable[[Path, OutputOptions], Sink]  # (its path, options) -> writer
+    open: Callable[[Optional[Path], OutputOptions], Sink]  # (its path or None, options) -> consumer, ready
     needs: tuple[tuple[str, str, str], ...] = ()  # (module, pip package, flashdepth extra)
+    drops: bool = False  # may skip frames when behind (the run never waits for it); False: gets every frame
 
     def check(self) -> None:
         """Raise MissingDependencyError before a run starts rather than at its first frame."""
-        require_modules(f"the {self.name!r} output", self.needs)
+        require_modules(f"the {self.name!r} {'output' if self.path else 'viewer'}", self.needs)
+
+
+OutputFormat = Consumer  # the name of the row type before viewers became rows too
 
 
 _VIDEO = (("av", "av", "video"), ("matplotlib", "matplotlib", "video"))
 
-OUTPUTS: dict[str, OutputFormat] = {f.name: f for f in (
-    OutputFormat("raw", "depth.npy", "(T, H, W) float32 inverse depth, appended per frame, loadable any time",
+#: the output files a run can write (every frame, in order)
+OUTPUTS: dict[str, Consumer] = {f.name: f for f in (
+    Consumer("raw", "depth.npy", "(T, H, W) float32 inverse depth, appended per frame, loadable any time",
                  lambda path, o: RawDepthWriter(path)),
-    OutputFormat("vis", "depth.mp4", "colourised depth video (H.264, the input's frame rate and timestamps)",
+    Consumer("vis", "depth.mp4", "colourised depth video (H.264, the input's frame rate and timestamps)",
                  lambda path, o: VideoWriter(path, o, side_by_side=False), _VIDEO),
-    OutputFormat("sbs", "sbs.mp4", "input and colourised depth side by side (H.264)",
+    Consumer("sbs", "sbs.mp4", "input and colourised depth side by side (H.264)",
                  lambda path, o: VideoWriter(path, o, side_by_side=True), _VIDEO),
-    OutputFormat("png16", "png16", "16-bit PNG per frame + scales.csv (depth = png / scale)",
+    Consumer("png16", "png16", "16-bit PNG per frame + scales.csv (depth = png / scale)",
                  lambda path, o: Png16Writer(path), (("PIL", "pillow", "video"),)),
-    OutputFormat("exr", "exr", "float32 OpenEXR per frame (channel Y)",
+    Consumer("exr", "exr", "float32 OpenEXR per frame (channel Y)",
                  lambda path, o: ExrWriter(path), (("OpenEXR", "OpenEXR", "exr"),)),
-    OutputFormat("ply", "ply", "coloured point clouds in metres (binary PLY), every 30th frame by default",
+    Consumer("ply", "ply", "coloured point clouds in metres (binary PLY), every 30th frame by default",
                  lambda path, o: PlyWriter(path, o.unprojection, o.ply_every), (("plyfile", "plyfile", "ply"),)),
-    OutputFormat("rerun", "recording.rrd", "Rerun recording: image, depth and pinhole camera per frame (3D view)",
+    Consumer("rerun", "recording.rrd", "Rerun recording: image, depth and pinhole camera per frame (3D view)",
                  lambda path, o: RerunWriter(path, o.unprojection, o.time_base), (("rerun", "rerun-sdk", "rerun"),)),
 )}
 
 
-def get_outputs(names: Sequence[str]) -> list[OutputFormat]:
+def get_outputs(names: Sequence[str]) -> list[Consumer]:
     """The formats named (duplicates dropped, order kept); unknown names and missing optional
     dependencies are errors."""
     formats = []
@@ -228,9 +244,14 @@ def get_outputs(names: Sequence[str]) -> list[OutputFormat]:
 
 def open_sinks(outdir: Path, names: Sequence[str], options: OutputOptions = OutputOptions()) -> list[Sink]:
     """One writer per output named, writing into ``outdir``."""
+    return open_formats(outdir, get_outputs(names), options)
+
+
+def open_formats(outdir: Path, formats: Sequence[Consumer], options: OutputOptions = OutputOptions()) -> list[Sink]:
+    """One writer per row of ``formats`` (rows of :data:`OUTPUTS`, already checked), into ``outdir``."""
     sinks: list[Sink] = []
     try:
-        for fmt in get_outputs(names):
+        for fmt in formats:
             sinks.append(fmt.open(Path(outdir) / fmt.path, options))
     except BaseException:
         for sink in sinks:

@@ -19,8 +19,9 @@ import os
 import sys
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from typing import Iterator, Optional
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator, Optional
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -72,6 +73,12 @@ class Source:
     def recovery_note(self) -> Optional[str]:
         """A note when the frames were rebuilt from a damaged file (said whatever the run did)."""
         return None
+
+    def warnings(self, read_to_end: bool = True) -> list[str]:
+        """What to tell the user after a run: the recovery note, and the truncation warning when
+        the run read the source to its end (``read_to_end=False``: it stopped at a frame limit)."""
+        notes = [self.recovery_note(), self.truncation_warning() if read_to_end else None]
+        return [note for note in notes if note]
 
     def close(self) -> None:
         pass
@@ -229,46 +236,103 @@ def _webcam(index: str) -> tuple[str, Optional[str]]:
     return f"video={index}", "dshow"
 
 
+def _glob_images(spec: str) -> list[str]:
+    return sorted((f for f in globlib.glob(spec) if Path(f).suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
+
+
+def _open_webcam(spec: str, fps: float, reference: Optional[str]) -> Source:
+    url, fmt = _webcam(spec.split(":", 1)[1] or "0")
+    return AVSource(url, spec, fmt=fmt, live=True)
+
+
+def _open_device(spec: str, fps: float, reference: Optional[str]) -> Source:
+    if not Path(spec).exists():
+        raise InputError(f"camera device {spec} does not exist; list cameras with `ls /dev/video*`")
+    return AVSource(spec, spec, fmt="v4l2" if sys.platform.startswith("linux") else None, live=True)
+
+
+def _open_folder(spec: str, fps: float, reference: Optional[str]) -> Source:
+    files = sorted((str(p) for p in Path(spec).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
+    if not files:
+        raise InputError(f"folder {spec} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return ImageSource(files, spec, fps)
+
+
+def _open_file(spec: str, fps: float, reference: Optional[str]) -> Source:
+    path = Path(spec)
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read {spec}: permission denied")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageSource([str(path)], spec, fps)
+    if path.stat().st_size == 0:
+        raise InputError(f"{spec} is empty")
+    media = recover.find_unindexed(path)
+    if media is not None:
+        return RecoveredSource(recover.plan_recovery(media, spec, reference), spec, fps)
+    return AVSource(str(path), spec)
+
+
+def _open_glob(spec: str, fps: float, reference: Optional[str]) -> Source:
+    files = _glob_images(spec)
+    if not files:
+        raise InputError(f"no images match {spec}")
+    return ImageSource(files, spec, fps)
+
+
+def _url_label(spec: str) -> str:
+    parts = urlsplit(spec)
+    tail = [p for p in parts.path.split("/") if p]
+    return PurePosixPath(tail[-1]).stem if tail else parts.netloc
+
+
+def _path_label(spec: str) -> str:
+    path = PurePosixPath(spec.replace(os.sep, "/"))
+    return path.name if os.path.isdir(spec) else path.stem
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One row of :data:`SOURCE_KINDS`: a kind of input, how it is recognised and opened."""
+
+    name: str
+    description: str  # what the user gives, for help and errors
+    matches: Callable[[str], bool]  # whether a spec is of this kind (the first row that matches wins)
+    open: Callable[[str, float, Optional[str]], Source]  # (spec, fps for images, reference) -> source
+    live: bool  # frames come from a device or the network: the spec is not a local path
+    label: Callable[[str], str] = _path_label  # a short name of the input (e.g. for output folders)
+
+
+#: the kinds of input, in the order they are tried; ``open_source`` opens the first that matches
+SOURCE_KINDS: dict[str, SourceKind] = {k.name: k for k in (
+    SourceKind("webcam", "webcam:N", lambda s: s.startswith("webcam:"), _open_webcam, live=True, label=str),
+    SourceKind("lavfi", "lavfi:EXPR (an FFmpeg test source)", lambda s: s.startswith("lavfi:"),
+               lambda s, fps, ref: AVSource(s.split(":", 1)[1], s, fmt="lavfi", live=True), live=True, label=str),
+    SourceKind("url", "a stream URL", lambda s: "://" in s, lambda s, fps, ref: AVSource(s, s, live=True),
+               live=True, label=_url_label),
+    SourceKind("device", "a camera device (/dev/videoN)", lambda s: s.startswith("/dev/"), _open_device,
+               live=True, label=str),
+    SourceKind("folder", "an image folder", lambda s: Path(s).is_dir(), _open_folder, live=False),
+    SourceKind("file", "a video file or an image", lambda s: Path(s).is_file(), _open_file, live=False),
+    SourceKind("glob", "a glob of images", lambda s: any(c in s for c in "*?["), _open_glob, live=False),
+)}
+
+
+def source_kind(spec: str) -> Optional[SourceKind]:
+    """The row of :data:`SOURCE_KINDS` that ``spec`` is (None: a path that does not exist)."""
+    spec = str(spec)
+    return next((kind for kind in SOURCE_KINDS.values() if kind.matches(spec)), None)
+
+
 def open_source(spec: str, fps: float = 30.0, reference: Optional[str] = None) -> Source:
-    """Open ``spec`` (see the module doc). ``fps`` is the frame rate given to image inputs (and to a
-    recovered video whose stream does not say its rate). ``reference``: a complete recording made
-    by the same camera with the same settings, whose decoder configuration and frame rate rebuild
-    the frames of an MP4/MOV file without index; not used for any other input."""
+    """Open ``spec`` (see the module doc and :data:`SOURCE_KINDS`). ``fps`` is the frame rate given
+    to image inputs (and to a recovered video whose stream does not say its rate). ``reference``: a
+    complete recording made by the same camera with the same settings, whose decoder configuration
+    and frame rate rebuild the frames of an MP4/MOV file without index; not used for any other input."""
     spec = str(spec)
     if reference is not None:
         reference = recover.check_reference(reference)
-    if spec.startswith("webcam:"):
-        url, fmt = _webcam(spec.split(":", 1)[1] or "0")
-        return AVSource(url, spec, fmt=fmt, live=True)
-    if spec.startswith("lavfi:"):
-        return AVSource(spec.split(":", 1)[1], spec, fmt="lavfi", live=True)
-    if "://" in spec:
-        return AVSource(spec, spec, live=True)
-    if spec.startswith("/dev/"):  # a capture device (not a regular file)
-        if not Path(spec).exists():
-            raise InputError(f"camera device {spec} does not exist; list cameras with `ls /dev/video*`")
-        return AVSource(spec, spec, fmt="v4l2" if sys.platform.startswith("linux") else None, live=True)
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted((str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
-        if not files:
-            raise InputError(f"folder {spec} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        return ImageSource(files, spec, fps)
-    if path.is_file():
-        if not os.access(path, os.R_OK):
-            raise InputError(f"cannot read {spec}: permission denied")
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            return ImageSource([str(path)], spec, fps)
-        if path.stat().st_size == 0:
-            raise InputError(f"{spec} is empty")
-        media = recover.find_unindexed(path)
-        if media is not None:
-            return RecoveredSource(recover.plan_recovery(media, spec, reference), spec, fps)
-        return AVSource(str(path), spec, live=str(path).startswith("/dev/"))
-    if any(c in spec for c in "*?["):
-        files = sorted((f for f in globlib.glob(spec) if Path(f).suffix.lower() in IMAGE_EXTENSIONS), key=natural_key)
-        if not files:
-            raise InputError(f"no images match {spec}")
-        return ImageSource(files, spec, fps)
-    raise InputError(f"input {spec} does not exist; give a video file, an image folder, an image, a glob, "
-                     "webcam:N or a stream URL")
+    kind = source_kind(spec)
+    if kind is None:
+        raise InputError(f"input {spec} does not exist; give "
+                         + ", ".join(k.description for k in SOURCE_KINDS.values()))
+    return kind.open(spec, fps, reference)

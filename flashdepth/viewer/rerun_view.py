@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import queue
-import threading
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from typing import Any, Optional
 
 import numpy as np
@@ -12,23 +17,22 @@ import numpy as np
 from ..errors import MissingDependencyError, ViewerError
 from ..geometry import Unprojection
 from ..io.sources import Frame
-from ..utils import first_line
-
-_END = object()
 
 
 class RerunViewer:
-    """An observer that logs frames to Rerun: by default into a viewer it spawns (``rerun`` on
+    """A consumer that logs frames to Rerun: by default into a viewer it spawns (``rerun`` on
     this machine), or into ``recording``, a ``rerun.RecordingStream`` set up by the caller
     (``connect_grpc(...)`` to a remote viewer, ``save(...)``, ...).
 
-    ``update()`` hands the frame to a thread of its own through a queue of ``queue_size``
-    frames and drops the frame when the queue is full (counted in :attr:`dropped`), so a slow
-    viewer never slows the run. Same entities as the ``rerun`` output
-    (:mod:`flashdepth.io.rerun_sink`), with uncompressed images.
+    ``write()`` / ``update()`` log one frame on the caller's thread. In a run it is fed by the
+    pipeline through a queue of its own that drops the oldest frame when the viewer is behind
+    (row ``rerun`` of :data:`flashdepth.viewer.VIEWERS`), so a slow viewer never slows the run.
+    A viewer that fails or goes away is given up (:attr:`error`), never raised: it must not stop
+    what it watches. Same entities as the ``rerun`` output (:mod:`flashdepth.io.rerun_sink`),
+    with uncompressed images.
     """
 
-    def __init__(self, unprojection: Unprojection = Unprojection(), recording: Any = None, queue_size: int = 4):
+    def __init__(self, unprojection: Unprojection = Unprojection(), recording: Any = None):
         if importlib.util.find_spec("rerun") is None:
             raise MissingDependencyError("the Rerun viewer", "rerun-sdk", "rerun")
         from ..io.rerun_sink import RerunLogger, new_recording
@@ -36,59 +40,95 @@ class RerunViewer:
         self.spawn = recording is None
         self.recording = new_recording() if recording is None else recording
         self.unprojection = unprojection
-        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.dropped = 0
         self._updates = 0
         self._logger_class = RerunLogger
-        self._thread: Optional[threading.Thread] = None
-        self.error: Optional[BaseException] = None
+        self.logger: Optional[Any] = None
+        self.error: Optional[BaseException] = None  # why the viewer was given up, if it was
 
     def start(self) -> "RerunViewer":
-        if self._thread is not None:
+        if self.logger is not None:
             return self
         if self.spawn:
-            try:
-                self.recording.spawn()
-            except Exception as e:
-                raise ViewerError(f"cannot start the Rerun viewer: {first_line(e)}; install it with "
-                                  "pip install 'flashdepth[rerun]' or save a recording instead") from None
+            port = spawn_viewer()
+            self.recording.connect_grpc(f"rerun+http://127.0.0.1:{port}/proxy")
         self.logger = self._logger_class(self.recording, self.unprojection, compress=False)
-        self._thread = threading.Thread(target=self._work, name="flashdepth-rerun", daemon=True)
-        self._thread.start()
         return self
 
-    def _work(self) -> None:
-        while (item := self.queue.get()) is not _END:
-            if self.error is None:
-                try:
-                    self.logger.log(*item)
-                except Exception as e:  # a viewer that went away must not stop the run
-                    self.error = e
-
     def update(self, frame: Any, depth: np.ndarray, stats: Any = None) -> None:
-        """Queue (frame, depth) for the viewer, or drop it when the viewer is behind. ``frame``: a
-        :class:`flashdepth.io.Frame` or an (H, W, 3) image."""
+        """Log (frame, depth). ``frame``: a :class:`flashdepth.io.Frame` or an (H, W, 3) image."""
         if not isinstance(frame, Frame):  # a bare image: number the frames here
             frame = Frame(frame, self._updates)
         self._updates += 1
+        if self.logger is None or self.error is not None:
+            return
         try:
-            self.queue.put_nowait((frame, depth))
-        except queue.Full:
-            self.dropped += 1
+            self.logger.log(frame, depth)
+        except Exception as e:  # a viewer that went away must not stop the run
+            self.error = e
 
+    write = update
     __call__ = update
 
     def close(self) -> None:
-        """Log what is queued, then flush and disconnect (the spawned viewer stays open)."""
-        if self._thread is None:
+        """Flush and disconnect (the spawned viewer stays open). A viewer that cannot be reached
+        is recorded in :attr:`error`, not raised."""
+        if self.logger is None:
             return
-        self.queue.put(_END)
-        self._thread.join()
-        self._thread = None
-        self.logger.close()
+        logger, self.logger = self.logger, None
+        try:
+            logger.close()
+        except Exception as e:
+            self.error = self.error or e
 
     def __enter__(self) -> "RerunViewer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: seconds the spawned viewer may take to listen
+SPAWN_WAIT_S = 20.0
+
+
+def spawn_viewer(wait_s: float = SPAWN_WAIT_S) -> int:
+    """Start the Rerun viewer (``rerun``) on this machine, listening on 127.0.0.1 only (as the live
+    page does), on a free port; returns the port once it listens. It stays open after the run.
+
+    Raises :class:`ViewerError` when it cannot run here: not installed, no display to open a
+    window on, or it exits at start (the first line of what it said is in the message)."""
+    executable = shutil.which("rerun")
+    if executable is None:
+        raise ViewerError("cannot start the Rerun viewer: the rerun program is not installed; "
+                          "pip install 'flashdepth[rerun]', or save a recording instead")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ViewerError("cannot start the Rerun viewer: no display (DISPLAY and WAYLAND_DISPLAY are not set); "
+                          "save a recording (output 'rerun') and open it where there is a screen")
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tempfile.TemporaryFile()
+    try:
+        process = subprocess.Popen([executable, "--port", str(port), "--bind", "127.0.0.1"],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                   env={**os.environ, "RERUN_APP_ONLY": "true"}, start_new_session=True)
+    except OSError as e:
+        log.close()
+        raise ViewerError(f"cannot start the Rerun viewer: {e.strerror or e}") from None
+    deadline = time.monotonic() + wait_s
+    with log:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                said = [line for line in log.read().decode("utf-8", "replace").splitlines() if "rror" in line]
+                reason = said[-1].strip() if said else f"exit code {process.returncode}"
+                raise ViewerError(f"cannot start the Rerun viewer: it exited at start ({reason[:200]})")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return port
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                process.terminate()
+                raise ViewerError(f"cannot start the Rerun viewer: it did not listen within {wait_s:g} s")
+            time.sleep(0.1)

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from flashdepth.batch import ENGINES
+from flashdepth.batch.engines import engine_options, engines_taking
 
-from ..common import Progress, UsageError, add_run_options, recovery_reference, run_options, session_spec
+from ..common import Progress, option_flag as _flag, UsageError, add_run_options, recovery_reference, run_options, session_spec
 
 HELP = "depth for many inputs: resumable, fault-tolerant, on this machine or a Ray cluster"
 DESCRIPTION = """\
@@ -46,10 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes, each holding the model (default: one per GPU, else one per 4 CPU cores)")
     p.add_argument("--retries", type=int, default=1, metavar="R",
                    help="times an input is tried again when its worker dies while processing it (default 1)")
-    p.add_argument("--ray-address", metavar="ADDR",
-                   help="--engine ray: the cluster to join ('auto', or ray://HOST:10001); default: start Ray here")
-    p.add_argument("--gpus-per-worker", type=float, metavar="G",
-                   help="--engine ray: GPUs each worker reserves (default 1 when the cluster has GPUs, else 0)")
+    for option in engine_options():
+        owners = " or ".join(f"--engine {name}" for name in engines_taking(option))
+        p.add_argument(_flag(option.name), type=option.type, metavar=option.metavar, help=f"{owners}: {option.description}")
 
 
 def read_list(path: str) -> list[str]:
@@ -66,19 +66,18 @@ def _check(args: argparse.Namespace) -> list[str]:
     inputs = list(args.inputs) + (read_list(args.list) if args.list else [])
     if not inputs:
         raise UsageError("no inputs: give INPUT paths, or --list FILE")
-    if args.engine != "ray":
-        for flag, value in (("--ray-address", args.ray_address), ("--gpus-per-worker", args.gpus_per_worker)):
-            if value is not None:
-                raise UsageError(f"{flag} is an option of --engine ray (the local engine runs one worker per GPU)")
-    elif args.device.startswith("cuda:"):
-        raise UsageError(f"--device {args.device}: Ray gives each worker its GPUs; use --device auto or cuda "
-                         "with --gpus-per-worker")
+    engine = ENGINES[args.engine]
+    for option in engine_options():  # the engine rows say which engine takes which option
+        if getattr(args, option.name) is not None and option not in engine.options:
+            owners = " or ".join(f"--engine {name}" for name in engines_taking(option))
+            raise UsageError(f"{_flag(option.name)} is an option of {owners}")
+    if engine.assigns_gpus and args.device.startswith("cuda:"):
+        raise UsageError(f"--device {args.device}: the {engine.name} engine gives each worker its GPUs; use --device "
+                         "auto or cuda" + "".join(f" with {_flag(o.name)}" for o in engine.options if o.type is float))
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers {args.workers}: give 1 or more")
     if args.retries < 0:
         raise UsageError(f"--retries {args.retries}: give 0 or more")
-    if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
-        raise UsageError(f"--gpus-per-worker {args.gpus_per_worker}: give 0 or more")
     return inputs
 
 
@@ -91,6 +90,13 @@ class _Display:
         self.final: dict[str, object] = {}  # input -> its final record in this run
         self.frames = 0
         self.start = time.perf_counter()
+
+    def warn(self, message: str) -> None:
+        line = f"flashdepth: warning: {message}"
+        if self.progress is not None:
+            self.progress.write(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def started(self, todo: int, settled: int) -> None:
         self.progress = Progress(todo, unit="input", quiet=self.quiet)
@@ -124,11 +130,11 @@ def main(args: argparse.Namespace) -> int:
     inputs = _check(args)
     job = BatchJob(inputs=tuple(inputs), outroot=args.output, session=session_spec(args), options=run_options(args),
                    fps=args.fps, reference=recovery_reference(args), engine=args.engine, workers=args.workers, retries=args.retries,
-                   gpus_per_worker=args.gpus_per_worker, ray_address=args.ray_address)
+                   **{o.name: getattr(args, o.name) for o in engine_options()})
     display = _Display(args.quiet)
     manifest = Path(args.output) / MANIFEST
     try:
-        summary = run_batch(job, on_record=display.record, on_start=display.started)
+        summary = run_batch(job, on_record=display.record, on_start=display.started, on_warning=display.warn)
     except KeyboardInterrupt:
         display.summary(manifest, " (interrupted)")
         print("flashdepth: interrupted: finished inputs are kept; run the same command again to complete the batch",

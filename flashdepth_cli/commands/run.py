@@ -6,16 +6,17 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from typing import Optional
 
 from flashdepth.errors import FrameSizeChangedError
 from flashdepth.geometry import DEFAULT_FOV
 from flashdepth.io.sinks import OUTPUTS
+from flashdepth.io.sources import SOURCE_KINDS
+from flashdepth.utils import first_line
+from flashdepth.viewer import VIEWERS
 
 from ..common import Progress, UsageError, add_run_options, recovery_reference, run_options, session_spec
 
 _PATH_WIDTH = max(len(f.path) for f in OUTPUTS.values())
-VIEWERS = ("rerun",)
 HELP = "depth for every frame of a video, image folder, image, webcam or stream"
 DESCRIPTION = """\
 Stream INPUT through a model frame by frame, the recurrent state carried from frame to frame,
@@ -46,14 +47,15 @@ EXAMPLES = """\
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="video file, image folder, image, glob, webcam:N, stream URL or lavfi:EXPR")
+    p.add_argument("input", help="; ".join(k.description for k in SOURCE_KINDS.values()))
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     add_run_options(p)
     live = p.add_argument_group("watching it live")
     live.add_argument("--serve", metavar="[HOST:]PORT",
                       help="serve a live page of input and depth on PORT (0: a free one), on 127.0.0.1 unless "
                            "HOST is given (other addresses let anyone who reaches them watch)")
-    live.add_argument("--view", choices=VIEWERS, help="stream into a viewer it starts: rerun (pip install 'flashdepth[rerun]')")
+    live.add_argument("--view", choices=list(VIEWERS), metavar="NAME",
+                      help="stream into a viewer it starts: " + "; ".join(f"{v.name}: {v.description}" for v in VIEWERS.values()))
 
 
 def parse_serve(text: str) -> tuple[str, int]:
@@ -69,43 +71,68 @@ def main(args: argparse.Namespace) -> int:
     from flashdepth.io.sources import open_source
     from flashdepth.pipeline import check_folder
 
-    serve = parse_serve(args.serve) if args.serve else None
-    options = run_options(args)
+    serve = parse_serve(args.serve) if args.serve is not None else None  # --serve '' is an error, not "no server"
+    options = run_options(args, address=serve)
     outdir = Path(args.output)
     # fails fast on a missing/unreadable input
     source = open_source(args.input, fps=args.fps, reference=recovery_reference(args))
-    with contextlib.ExitStack() as viewers:
+    with contextlib.ExitStack() as stack:
         try:
-            check_folder(outdir, options.outputs, options.overwrite)  # before a viewer takes a port or a window
-            observers = start_viewers(viewers, serve, args.view, args.colormap, options.unprojection)
+            check_folder(outdir, options)  # before a viewer takes a port or a window
+            viewers = start_viewers(stack, viewer_names(args), options)
         except BaseException:
             source.close()
             raise
-        return _run(args, source, options, outdir, observers)
+        return _run(args, source, options, outdir, viewers)
 
 
-def start_viewers(stack: contextlib.ExitStack, serve: Optional[tuple[str, int]], view: Optional[str], colormap: str,
-                  unprojection) -> list:
-    """The observers asked for, started, closed by ``stack`` (on Ctrl-C too)."""
-    observers = []
-    if serve is not None:
-        from flashdepth.viewer import LiveViewer
+def viewer_names(args: argparse.Namespace) -> list[str]:
+    """The rows of VIEWERS asked for: --view NAME, and ``live`` for --serve."""
+    return [name for name in (args.view, "live" if args.serve is not None else None) if name]
 
-        live = stack.enter_context(LiveViewer(host=serve[0], port=serve[1], colormap=colormap))
-        if not live.is_loopback:
-            print(f"flashdepth: warning: --serve {serve[0]}: anyone who can reach this address can watch the stream "
-                  "(there is no password); to watch from another machine, prefer an SSH tunnel to 127.0.0.1",
+
+def start_viewers(stack: contextlib.ExitStack, names: list[str], options) -> list:
+    """(row, viewer) of each viewer asked for, started, closed by ``stack`` (on Ctrl-C too)."""
+    from flashdepth.errors import ServeAddressError, ViewerError
+    from flashdepth.viewer import open_viewers
+
+    opened = []
+    for name in names:  # one at a time: a viewer that cannot start here is left out, the others run
+        try:
+            started = open_viewers([name], options.output_options)
+        except ServeAddressError:  # the address asked for: the user's to change, before anything runs
+            raise
+        except ViewerError as e:  # a viewer never fails the run
+            print(f"flashdepth: warning: --view {name}: {e}; the run goes on without it", file=sys.stderr)
+            continue
+        for _, viewer in started:
+            stack.callback(_close_viewer, viewer)
+        opened += started
+    for _, viewer in opened:
+        url = getattr(viewer, "url", None)  # a viewer that serves a page says where
+        if url is None:
+            continue
+        if not viewer.is_loopback:
+            print(f"flashdepth: warning: --serve {viewer.host}: anyone who can reach this address can watch the "
+                  "stream (there is no password); to watch from another machine, prefer an SSH tunnel to 127.0.0.1",
                   file=sys.stderr)
-        print(f"flashdepth: live view at {live.url}", file=sys.stderr, flush=True)
-        observers.append(live)
-    if view == "rerun":
-        from flashdepth.viewer import RerunViewer
-
-        observers.append(stack.enter_context(RerunViewer(unprojection)))
-    return observers
+        print(f"flashdepth: live view at {url}", file=sys.stderr, flush=True)
+    return opened
 
 
-def _run(args: argparse.Namespace, source, options, outdir: Path, observers: list) -> int:
+def _close_viewer(viewer) -> None:
+    """A viewer never fails the run: an error while closing it is a warning."""
+    try:
+        viewer.close()
+    except Exception as e:
+        print(f"flashdepth: warning: a viewer could not be closed cleanly: {first_line(e)}", file=sys.stderr)
+    error = getattr(viewer, "error", None)
+    if error is not None:
+        print(f"flashdepth: warning: the {type(viewer).__name__} stopped receiving frames ({first_line(error)}); "
+              "the outputs are complete", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace, source, options, outdir: Path, viewers: list) -> int:
     import torch
 
     from flashdepth.io.sources import ImageSource
@@ -121,38 +148,39 @@ def _run(args: argparse.Namespace, source, options, outdir: Path, observers: lis
         torch.cuda.reset_peak_memory_stats(session.device)
     total = source.frame_count if not args.max_frames else min(args.max_frames, source.frame_count or args.max_frames)
     progress = Progress(total, quiet=args.quiet)
-    stats = RunStats()
 
-    def summary(note: str = "") -> None:
+    def summary(stats: RunStats, note: str = "") -> None:
         peak = torch.cuda.max_memory_allocated(session.device) if cuda else None
         print(f"{session.config.name}: {stats.summary(peak)} -> {outdir}{note}")
 
     try:
-        run_to_folder(source, session, outdir, options,
-                      on_frame=[lambda frame, depth, s: progress.update(), *observers], stats=stats)
-    except KeyboardInterrupt:
+        stats = run_to_folder(source, session, outdir, options, on_frame=[lambda frame, depth, s: progress.update()],
+                              viewers=viewers)
+    except KeyboardInterrupt as e:
         progress.close()
-        if stats.frames:
-            summary(" (interrupted)")
-        print(f"flashdepth: interrupted: {outdir} holds the {stats.frames} frame(s) done", file=sys.stderr)
+        done = getattr(e, "stats", RunStats())
+        if done.frames:
+            summary(done, " (interrupted)")
+        print(f"flashdepth: interrupted: {outdir} holds the {done.frames} frame(s) done", file=sys.stderr)
         return 130
     except FrameSizeChangedError as e:
         progress.close()
-        if stats.frames:
-            summary(" (stopped)")
+        done = getattr(e, "stats", RunStats())
+        if done.frames:
+            summary(done, " (stopped)")
         kind = "folder" if isinstance(source, ImageSource) else "input"
         raise UsageError(f"frame {e.index} of {args.input} is {e.size[0]}x{e.size[1]} but earlier frames are "
                          f"{e.expected[0]}x{e.expected[1]}: a {kind} is one stream and needs frames of one size; "
                          f"resize them to one size, or run each size as its own input "
-                         f"({stats.frames} frame(s) written to {outdir})") from None
-    except Exception:
+                         f"({done.frames} frame(s) written to {outdir})") from None
+    except Exception as e:
         progress.close()
-        if stats.frames:
-            summary(" (stopped by the error below)")
+        done = getattr(e, "stats", RunStats())
+        if done.frames:
+            summary(done, " (stopped by the error below)")
         raise
     progress.close()
-    warnings = [source.recovery_note(), source.truncation_warning() if not args.max_frames else None]
-    for warning in filter(None, warnings):
+    for warning in source.warnings(read_to_end=not args.max_frames):
         print(f"flashdepth: warning: {warning}", file=sys.stderr)
-    summary()
+    summary(stats)
     return 0
