@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the table is read by the command line, which must start wit
 class Backend:
     name: str
     description: str
-    #: (model, processing size (H, W), device) -> runner
+    #: (model, device) -> runner
     create: Callable[["torch.nn.Module", tuple[int, int], "torch.device"], "Runner"]
     needs: tuple[tuple[str, str, str], ...] = ()  # (module, pip package, flashdepth extra)
     runtime: Optional[str] = None  # the row of flashdepth.export.GRAPH_RUNTIMES that runs the graph, if any
@@ -34,7 +34,7 @@ class Backend:
         require_modules(f"the {self.name!r} backend", self.needs)
 
 
-def _eager(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
+def _eager(model: "torch.nn.Module", device: "torch.device") -> "Runner":
     return model.to(device)
 
 
@@ -115,11 +115,11 @@ class WarnPastRecompileLimit:
         return self.compiled(video, ssm)
 
 
-def _compiled(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
+def _compiled(model: "torch.nn.Module", device: "torch.device") -> "Runner":
     return CompiledRunner(model.to(device))
 
 
-def _compiled_graphs(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
+def _compiled_graphs(model: "torch.nn.Module", device: "torch.device") -> "Runner":
     # On CUDA, "reduce-overhead" replays the per-frame step as a CUDA graph (static input and
     # state buffers, one launch per frame; outputs copied out, see CompiledRunner); elsewhere it is
     # plain compilation.
@@ -127,7 +127,7 @@ def _compiled_graphs(model: "torch.nn.Module", size: tuple[int, int], device: "t
 
 
 def _graph_backend(runtime: str, int8: bool = False):
-    def create(model: "torch.nn.Module", size: tuple[int, int], device: "torch.device") -> "Runner":
+    def create(model: "torch.nn.Module", device: "torch.device") -> "Runner":
         from .export import OnnxRunner
 
         return OnnxRunner.from_model(model.to("cpu"), runtime, device, int8=int8)  # exports on the first frame of each size

@@ -122,7 +122,7 @@ def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bo
         ref.load_state_dict(model.state_dict())
         ref.set_fast_paths(**{op: False for op in model.fast_paths()})
         cast_weights_for(ref, case.precision)  # as a session would (bf16/fp16: weights cast once)
-    runners = {"measured": get_backend(case.backend).create(model, case.size, device)}
+    runners = {"measured": get_backend(case.backend).create(model, device)}
     if isinstance(runners["measured"], (torch.nn.Module, CompiledRunner)):  # graph runners export fp32 weights
         cast_weights_for(model, case.precision)
     if reference:

@@ -323,7 +323,7 @@ class SessionSpec:
         backend = get_backend(self.backend or "torch")  # an unknown name or a missing extra fails before loading
         model = load_model(self.weights, variant=self.model)
         session = DepthSession(model, device=device, precision=self.precision, resolution=self.resolution)
-        session.model = backend.create(session.model, None, session.device)  # torch: the model as placed
+        session.model = backend.create(session.model, session.device)  # torch: the model as placed
         prepare = getattr(session.model, "prepare", None)
         if frame_size is not None and prepare is not None:
             prepare(1, *model_processing_size(model.config, *frame_size, self.resolution))

@@ -17,7 +17,7 @@ def test_compiled_stream_equals_eager_and_compiles_once_per_size():
 
     model = randomize(FlashDepth(TINY["s"])).eval().requires_grad_(False)
     runner = get_backend("compile").create(randomize(FlashDepth(TINY["s"])).eval().requires_grad_(False),
-                                           (140, 196), torch.device("cpu"))
+                                           torch.device("cpu"))
     video = frames(5)
     counters.clear()
     with torch.inference_mode():
@@ -168,7 +168,7 @@ def test_cuda_graph_outputs_are_copied_out(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: memories.append(_GraphMemory(fn, **kw)) or memories[-1])
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
     model = randomize(FlashDepth(TINY["s"])).eval().requires_grad_(False)
-    runner = get_backend("cudagraphs").create(model, (140, 196), torch.device("cpu"))
+    runner = get_backend("cudagraphs").create(model, torch.device("cpu"))
     assert memories[0].mode == "reduce-overhead" and runner.copy_out
     video = frames(3)
     kept, s1, s2 = [], None, None
@@ -183,4 +183,4 @@ def test_cuda_graph_outputs_are_copied_out(monkeypatch):
             kept.append((depth, ref))
     assert all(torch.allclose(d, r, rtol=1e-5, atol=1e-6) for d, r in kept)  # earlier frames were not overwritten
     assert s2.frames == 3 and len(steps) == 3
-    assert not get_backend("compile").create(model, (140, 196), torch.device("cpu")).copy_out  # fresh outputs there
+    assert not get_backend("compile").create(model, torch.device("cpu")).copy_out  # fresh outputs there

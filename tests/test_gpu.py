@@ -46,7 +46,7 @@ def test_compiled_backends_equal_eager_while_streaming(backend):
 
     configure_float32(torch.device("cuda"), "fp32")  # IEEE fp32 on both sides (cuDNN defaults to TF32)
     model = randomize(FlashDepth(TINY["full"])).eval().cuda()
-    runner = get_backend(backend).create(randomize(FlashDepth(TINY["full"])).eval(), (140, 196), torch.device("cuda"))
+    runner = get_backend(backend).create(randomize(FlashDepth(TINY["full"])).eval(), torch.device("cuda"))
     video = frames(4).cuda()
     with torch.inference_mode():
         s1 = s2 = None
