@@ -98,7 +98,7 @@ def unaligned(pred: np.ndarray, gt: np.ndarray) -> dict:
     pred in 100/m, gt in 1/m (-1 invalid, 0 sky)."""
     valid = gt >= 1.0 / MAX_DEPTH  # (T, H, W)
     depth_true = np.where(valid, 1.0 / np.where(valid, gt, 1.0), np.nan)
-    depth_pred = 100.0 / np.clip(pred, 1e-3, None)
+    depth_pred = np.clip(100.0 / np.clip(pred, 1e-6, None), 1e-3, MAX_DEPTH)  # capped as the protocol caps depth
     rel = np.abs(depth_pred - depth_true) / depth_true  # NaN off the mask
     ratio = np.maximum(depth_pred / depth_true, depth_true / depth_pred)
     per_frame = np.nanmean(rel.reshape(len(gt), -1), axis=1)

@@ -36,7 +36,9 @@ VIT_TINY = ViTConfig(embed_dim=96, depth=6, num_heads=3, layer_indices=(1, 3, 4,
 DPT_TINY = DPTConfig(features=32, out_channels=(32, 64, 128, 128), head_hidden=16)
 TEMPORAL_TINY = TemporalConfig(dpt_layer=1, num_blocks=2, downsample=0.25, d_state=64, expand=2, headdim=16,
                                chunk_size=64, mlp_ratio=2)
-NATIVE_EVAL = InputConfig(eval_preset="native")
+# Any frame is brought to the scale it was trained at: the long side to 224 pixels (126x224 frames
+# go in as they are), and evaluated at that size.
+TINY_INPUT = InputConfig(eval_preset="native", long_side_cap=224)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ _MODELS: dict[str, ModelSpec] = {
                                               ("large", "vitl", VIT_L, DPT_L, "CC-BY-NC-4.0"))},
     "flashdepth-tiny-synthetic": ModelSpec(
         ModelConfig(name="flashdepth-tiny-synthetic", vit=VIT_TINY, dpt=DPT_TINY, temporal=TEMPORAL_TINY,
-                    input=NATIVE_EVAL),
+                    input=TINY_INPUT),
         PackagedFile("flashdepth-tiny-synthetic.safetensors"),
         "demonstration model trained here on synthetic scenes only (bundled, offline; not for real video)"),
 }

@@ -107,7 +107,16 @@ def batch_args(inputs, out, ckpt, engine_flags, *extra):
 
 
 def manifest_lines(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+    """The manifest's well-formed rows (a test may have planted malformed lines, which the batch skips)."""
+    rows = []
+    for raw in (out / MANIFEST).read_bytes().splitlines():
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def final_state(out: Path) -> dict[str, dict]:

@@ -112,7 +112,7 @@ class _BreaksAt:
 def test_a_non_finite_output_stops_a_run_keeping_the_frames_written(tmp_path):
     from flashdepth.errors import NonFiniteOutputError
     from flashdepth.io.sources import ImageSource
-    from flashdepth.pipeline import RunOptions, RunStats, run_to_folder
+    from flashdepth.pipeline import RunOptions, run_to_folder
     from PIL import Image
 
     paths = []
@@ -121,12 +121,10 @@ def test_a_non_finite_output_stops_a_run_keeping_the_frames_written(tmp_path):
         Image.fromarray(image).save(paths[-1])
     model = randomize(FlashDepth(TINY["s"])).eval()
     session = DepthSession(_BreaksAt(model, at=3), device="cpu")
-    stats = RunStats()
-    with pytest.raises(NonFiniteOutputError, match="frame 3 of the stream"):
-        run_to_folder(ImageSource(paths, "five", 10), session, tmp_path / "out", RunOptions(outputs=("raw",)),
-                      stats=stats)
+    with pytest.raises(NonFiniteOutputError, match="frame 3 of the stream") as info:
+        run_to_folder(ImageSource(paths, "five", 10), session, tmp_path / "out", RunOptions(outputs=("raw",)))
     written = np.load(tmp_path / "out" / "depth.npy")
-    assert written.shape == (3, 140, 196) and np.isfinite(written).all() and stats.frames == 3
+    assert written.shape == (3, 140, 196) and np.isfinite(written).all() and info.value.stats.frames == 3
     expected = list(DepthSession(model, device="cpu").run(make_frames(3)))
     assert np.allclose(written, np.stack(expected))
 
