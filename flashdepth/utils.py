@@ -44,3 +44,22 @@ def as_rgb8(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         image = (image.astype(np.float32) / 257.0).round().astype(np.uint8)  # 16-bit: 65535 -> 255
     return image
+
+
+def lazy_attributes(package: str, names: dict[str, str]):
+    """``(__getattr__, __dir__)`` for a package whose heavy submodules load on first use: ``names``
+    maps an attribute to the submodule of ``package`` that defines it (so importing the package
+    and reading its light tables never imports torch)."""
+    import importlib
+
+    def __getattr__(name: str):
+        if name in names:
+            value = getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+            setattr(sys.modules[package], name, value)  # cached: the next read is a plain attribute
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(names))
+
+    return __getattr__, __dir__

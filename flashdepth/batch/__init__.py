@@ -16,10 +16,8 @@ rest is imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .engines import ENGINES, Engine
+from ..utils import lazy_attributes
 
 _LAZY = {
     "BatchJob": "job", "Task": "job", "input_key": "job", "output_names": "job",
@@ -31,13 +29,4 @@ _LAZY = {
 __all__ = ["ENGINES", "Engine", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -15,10 +15,8 @@ without torch; the graph and the runner load torch on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .runtimes import EXPORT_NEEDS, GRAPH_RUNTIMES, GraphRuntime, get_runtime
+from ..utils import lazy_attributes
 
 _LAZY = {
     "METADATA_KEYS": "graph", "ExportedGraph": "graph", "StepGraph": "graph", "export_onnx": "graph",
@@ -28,13 +26,4 @@ _LAZY = {
 __all__ = ["EXPORT_NEEDS", "GRAPH_RUNTIMES", "GraphRuntime", "get_runtime", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
