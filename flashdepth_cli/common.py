@@ -168,12 +168,17 @@ def session_spec(args: argparse.Namespace):
 
 
 class Progress:
-    """A tqdm bar on a terminal; elsewhere (logs, CI) one plain line every ``every`` seconds."""
+    """A tqdm bar on a terminal; elsewhere (logs, CI) one plain line every ``every`` seconds.
+
+    The rate and the time left are measured from the end of the first update: the first frame
+    carries one-off work (an on-the-fly ONNX export, a compilation, the model's warm-up) that
+    would otherwise read as the speed of every frame.
+    """
 
     def __init__(self, total: Optional[int], unit: str = "frame", quiet: bool = False, every: float = 30.0):
         self.total, self.unit, self.quiet, self.every = total, unit, quiet, every
         self.bar = None
-        self.count = 0
+        self.count = self.counted_from = 0
         self.start = self.last_line = time.perf_counter()
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
@@ -182,19 +187,24 @@ class Progress:
 
     def update(self, n: int = 1, postfix: Optional[str] = None) -> None:
         """Count ``n`` more; ``postfix`` is shown after the counts (e.g. a rate of another unit)."""
+        first = self.count == 0
         self.count += n
         if self.bar is not None:
             if postfix is not None:
                 self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(n)
+            if first:  # the rate counts from here: the frames after the one-off work
+                self.bar.initial, self.bar.start_t = self.bar.n, self.bar._time()
             return
         now = time.perf_counter()
+        if first:
+            self.start, self.counted_from = now, self.count
         if not self.quiet and now - self.last_line >= self.every:
             from tqdm import tqdm
 
             self.last_line = now
-            print(tqdm.format_meter(self.count, self.total, now - self.start, unit=self.unit, postfix=postfix),
-                  file=sys.stderr, flush=True)
+            print(tqdm.format_meter(self.count, self.total, now - self.start, unit=self.unit, postfix=postfix,
+                                    initial=self.counted_from), file=sys.stderr, flush=True)
 
     def write(self, line: str) -> None:
         """A message on stderr that does not break the bar."""
