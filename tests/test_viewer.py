@@ -419,10 +419,11 @@ def test_many_idle_and_resetting_clients_under_a_low_open_file_limit_never_touch
     import resource
     import struct
 
-    from media import write_images
 
-    frames = 40
-    folder = write_images(tmp_path / "frames", make_frames(frames, seed=3))
+    # A source paced in real time (20 frames/s, 4 s) so the run outlasts the clients' connections
+    # however fast the machine: an image folder of a tiny model ends in well under a second.
+    frames = 80
+    source = "lavfi:testsrc=size=196x140:rate=20,realtime"
     out = tmp_path / "out"
     limit = 128
 
@@ -430,25 +431,27 @@ def test_many_idle_and_resetting_clients_under_a_low_open_file_limit_never_touch
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "flashdepth_cli", "run", str(folder), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "flashdepth_cli", "run", source, "-o", str(out),
                              "--checkpoint", str(ckpt), "--device", "cpu", "--save", "raw,vis", "--serve", "0",
-                             "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--max-frames", str(frames), "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=low_limit)
     clients = []
     try:
         line = proc.stderr.readline()
         assert "live view at" in line, line
         port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
-        for i in range(2 * limit):  # idle: they connect and never send a request
-            try:
-                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-            except OSError:
-                break
+        # Resets first (quick), then the idle crowd: on a fast machine the run may end soon after,
+        # and a connection refused then only means the server has closed with the run.
         for _ in range(50):  # resets: a request cut by an RST
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
             s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
+        for i in range(2 * limit):  # idle: they connect and never send a request
+            try:
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break
         printed, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:

@@ -414,6 +414,9 @@ def _page() -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a connection never keeps the process alive
     block_on_close = False  # close() does not wait for a stalled client's send to time out
+    # The listen backlog: socketserver's default of 5 makes a burst of connections (a page that
+    # opens several at once, or a crowd) be refused by the kernel before the cap even sees them.
+    request_queue_size = 128
     live: LiveServer
 
     def process_request(self, request, client_address) -> None:
