@@ -7,6 +7,16 @@ from flashdepth.metrics import (METRICS, SequenceAccumulator, align_scale_shift,
                                 scale_std, tae)
 
 
+def assert_same_scores(scored: dict, direct: dict) -> None:
+    """The accumulator's record equals the direct formulas' on every key (to rounding)."""
+    assert set(scored) == set(direct) == set(METRICS) | {"scale", "shift", "valid_pixels"}
+    for key, value in direct.items():
+        if value is None or isinstance(value, int):
+            assert scored[key] == value, key
+        else:
+            assert scored[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+
+
 def protocol_metrics(pred, gt, max_depth=70.0):
     """The published metric, written out directly: one lstsq fit per sequence over gt >= 1/max_depth
     (np.linalg.lstsq), inversion with clip 1e-3, depth clip [1e-3, max_depth], averages over gt >= 0."""
@@ -110,12 +120,7 @@ def test_accumulator_agrees_with_the_direct_formulas(tmp_path, spill, per_frame)
         acc.add(p, g)
     scored = acc.finish(lambda i: gt[i])
     direct = depth_metrics(pred.astype(np.float32) if spill else pred, gt, per_frame=per_frame)
-    assert set(scored) == set(direct) == set(METRICS) | {"scale", "shift", "valid_pixels"}
-    for key, value in direct.items():
-        if value is None or isinstance(value, int):
-            assert scored[key] == value, key
-        else:
-            assert scored[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+    assert_same_scores(scored, direct)
     assert scored["boundary_f1"] is not None and scored["scale_std"] > 0.01
 
 
@@ -236,12 +241,7 @@ def test_accumulator_agrees_with_the_formulas_under_every_alignment(alignment, p
     scored = acc.finish(lambda i: gt_inverse[i])
     direct = depth_metrics(inverse.astype(np.float32) if spill else inverse, gt_inverse, per_frame=per_frame,
                            alignment=alignment)
-    assert set(scored) == set(direct) == set(METRICS) | {"scale", "shift", "valid_pixels"}
-    for key, value in direct.items():
-        if value is None or isinstance(value, int):
-            assert scored[key] == value, key
-        else:
-            assert scored[key] == pytest.approx(value, rel=1e-9, nan_ok=True), key
+    assert_same_scores(scored, direct)
 
 
 def test_streaming_median_is_numpys_median_in_bounded_memory():

@@ -157,3 +157,12 @@ ALIGNMENTS: dict[str, Alignment] = {a.name: a for a in (
               True),
 )}
 DEFAULT_ALIGNMENT = "scale-shift"
+
+
+def get_alignment(name: str) -> Alignment:
+    """The row of ``name``; an unknown name is an error listing the valid ones."""
+    from ..errors import UnknownNameError
+
+    if name not in ALIGNMENTS:
+        raise UnknownNameError("alignment", name, ALIGNMENTS)
+    return ALIGNMENTS[name]

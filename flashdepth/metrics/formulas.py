@@ -20,9 +20,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import UnknownNameError
 from ..geometry import DEFAULT_MAX_DEPTH, Intrinsics, check_max_depth, unproject
-from .alignment import (ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, FitStats, align_scale_shift, fit_from_sums,
+from .alignment import (DEFAULT_ALIGNMENT, EPS_DISPARITY, FitStats, align_scale_shift, fit_from_sums, get_alignment,
                         normal_sums)
 
 
@@ -97,9 +96,7 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, max_depth: float = DEFAULT_M
     Computed directly from the formulas; :class:`flashdepth.metrics.SequenceAccumulator` computes
     the same in bounded memory.
     """
-    if alignment not in ALIGNMENTS:
-        raise UnknownNameError("alignment", alignment, ALIGNMENTS)
-    row = ALIGNMENTS[alignment]
+    row = get_alignment(alignment)
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     if pred.shape != gt.shape:

@@ -19,9 +19,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..errors import UnknownNameError
 from ..geometry import DEFAULT_MAX_DEPTH, check_max_depth
-from .alignment import (ALIGNMENTS, DEFAULT_ALIGNMENT, EPS_DISPARITY, Alignment, FitStats, fit_from_sums, normal_sums,
+from .alignment import (ALIGNMENTS, DEFAULT_ALIGNMENT, get_alignment, EPS_DISPARITY, Alignment, FitStats, fit_from_sums, normal_sums,
                         streaming_median)
 from .formulas import (abs_rel, boundary_f1, delta1, delta2, delta3, log10_error, log_error, pair_errors, relative_std,
                        sq_rel, squared_error, to_depth)
@@ -191,9 +190,7 @@ class SequenceAccumulator:
     def __init__(self, max_depth: float = DEFAULT_MAX_DEPTH, per_frame: bool = False, spill: bool = True,
                  spill_dir: Optional[str] = None, alignment: str = DEFAULT_ALIGNMENT):
         check_max_depth(max_depth)
-        if alignment not in ALIGNMENTS:
-            raise UnknownNameError("alignment", alignment, ALIGNMENTS)
-        self.alignment = ALIGNMENTS[alignment]
+        self.alignment = get_alignment(alignment)
         self.max_depth, self.per_frame = max_depth, per_frame
         self.spill, self.spill_dir = spill, spill_dir
         self.sums = np.zeros(5)
