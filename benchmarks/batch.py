@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all modes; the table gives medians")
     args = parser.parse_args()
     import torch
-    from flashdepth.weights import save_checkpoint
+    from flashdepth.inference.weights import save_checkpoint
 
     h, w = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:

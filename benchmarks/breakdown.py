@@ -62,7 +62,7 @@ def main() -> int:
     args = p.parse_args()
 
     from flashdepth import create_model
-    from flashdepth.bench import machine
+    from flashdepth.apps.bench import machine
 
     size = tuple(int(v) for v in args.size.split("x"))
     torch.manual_seed(0)

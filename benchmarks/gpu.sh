@@ -69,7 +69,7 @@ fi
 
 python - "$RECORDS" <<'PY' | tee "$OUT/table.md"
 import json, sys
-from flashdepth.bench import summary_header, summary_row
+from flashdepth.apps.bench import summary_header, summary_row
 try:
     rows = [json.loads(line) for line in open(sys.argv[1])]
 except FileNotFoundError:

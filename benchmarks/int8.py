@@ -40,11 +40,11 @@ def main() -> int:
     args = p.parse_args()
 
     from flashdepth import create_model, load_model
-    from flashdepth.bench import machine
+    from flashdepth.apps.bench import machine
     from flashdepth.export import OnnxRunner
     from flashdepth.io.sources import open_source
     from flashdepth.metrics import depth_metrics
-    from flashdepth.preprocess import model_processing_size, normalise, to_float_rgb
+    from flashdepth.inference.preprocess import model_processing_size, normalise, to_float_rgb
 
     if args.checkpoint:
         model = load_model(args.checkpoint)  # the variant is detected from the keys

@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--size", default="252x140", help="WxH of the test source")
     args = parser.parse_args()
     import flashdepth
-    from flashdepth.weights import save_checkpoint
+    from flashdepth.inference.weights import save_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

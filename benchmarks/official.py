@@ -21,7 +21,7 @@ What it does:
    state carried, fp32, eager, frames interleaved (the order alternates every frame) after
    ``--warmup`` frames, and reports the median ms/frame of each and ours/official;
 4. checks the outputs agree (relative L2 over all streamed frames; the timing is meaningless when
-   it is not ~1e-5) and reports FLOPs per frame (ours, ``flashdepth.bench.flops_per_frame``;
+   it is not ~1e-5) and reports FLOPs per frame (ours, ``flashdepth.apps.bench.flops_per_frame``;
    the official model's too with ``--official-flops``) and the fraction of the machine's measured
    fp32 matmul peak that each reaches with ours' FLOP count (the work the frame needs).
 
@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 
 import flashdepth
-from flashdepth.bench import flops_per_frame, machine, matmul_peak_gflops, time_interleaved
+from flashdepth.apps.bench import flops_per_frame, machine, matmul_peak_gflops, time_interleaved
 
 CONFIG_DIRS = {"flashdepth-s": "flashdepth-s", "flashdepth-l": "flashdepth-l", "flashdepth": "flashdepth"}
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import flashdepth
-from flashdepth.session import DepthSession
+from flashdepth.inference.session import DepthSession
 
 
 def decoded(images, seconds: float):

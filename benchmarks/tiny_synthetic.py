@@ -81,7 +81,7 @@ def predict_sequence(model, seq, carry: bool) -> np.ndarray:
     """(T, H, W) inverse depth (the model's units, 100/m) of every frame, streamed."""
     import torch
 
-    from flashdepth.preprocess import normalise, to_float_rgb
+    from flashdepth.inference.preprocess import normalise, to_float_rgb
 
     state, out = None, []
     with torch.no_grad():
@@ -169,7 +169,7 @@ def yard(model) -> dict:
     import torch
 
     from flashdepth.metrics import depth_metrics
-    from flashdepth.session import DepthSession
+    from flashdepth.inference.session import DepthSession
 
     session = DepthSession(model, device="cpu")
     preds, gts, boxes = [], [], []

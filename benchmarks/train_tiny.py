@@ -45,7 +45,7 @@ def main() -> None:
 
     import flashdepth
     from flashdepth import DPTConfig, ModelConfig, TemporalConfig, ViTConfig
-    from flashdepth.weights import save_checkpoint
+    from flashdepth.inference.weights import save_checkpoint
 
     config = ModelConfig(name="tiny-s", vit=ViTConfig(embed_dim=64, depth=4, num_heads=2, layer_indices=(0, 1, 2, 3)),
                          dpt=DPTConfig(features=32, out_channels=(16, 32, 64, 64)),

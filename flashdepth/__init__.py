@@ -13,16 +13,16 @@ from .config import DPTConfig, FusionConfig, InputConfig, ModelConfig, TemporalC
 from .errors import (CheckpointError, ConfigError, DeviceUnavailableError, FlashDepthError, FrameSizeChangedError,
                      InputError, InputShapeError, StreamStateError, UnknownModelError, UnknownNameError,
                      WeightsNotFoundError)
-from .registry import create_model, get_config, list_models
+from .inference.registry import create_model, get_config, list_models
 
 __version__ = "0.2.0"
 
 _LAZY = {
     "FlashDepth": "flashdepth.models",
     "StreamState": "flashdepth.models",
-    "DepthSession": "flashdepth.session",
-    "load_model": "flashdepth.weights",
-    "save_checkpoint": "flashdepth.weights",
+    "DepthSession": "flashdepth.inference.session",
+    "load_model": "flashdepth.inference.weights",
+    "save_checkpoint": "flashdepth.inference.weights",
     "Intrinsics": "flashdepth.geometry",
     "metric_depth": "flashdepth.geometry",
     "unproject": "flashdepth.geometry",

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from flashdepth.backends import BACKENDS, graph_file_backends
+from flashdepth.inference.backends import BACKENDS, graph_file_backends
 from flashdepth.batch.engines import engine_options
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
@@ -20,7 +20,7 @@ from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthEr
 from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH
 from flashdepth.vis.colormap import COLORMAPS, DEFAULT_COLORMAP
 from flashdepth.io.sinks import DEFAULT_OUTPUTS, DEFAULT_PLY_EVERY, OUTPUTS
-from flashdepth.registry import list_models
+from flashdepth.inference.registry import list_models
 
 DEFAULT_SAVE = ",".join(DEFAULT_OUTPUTS)
 
@@ -141,10 +141,10 @@ def parse_unprojection(args: argparse.Namespace):
 
 
 def run_options(args: argparse.Namespace, address: Optional[tuple[str, int]] = None):
-    """The :class:`flashdepth.pipeline.RunOptions` of ``add_run_options``' flags (``address``: where
+    """The :class:`flashdepth.apps.pipeline.RunOptions` of ``add_run_options``' flags (``address``: where
     the live page listens, from ``run --serve``)."""
     from flashdepth.io.sinks import OutputOptions
-    from flashdepth.pipeline import RunOptions
+    from flashdepth.apps.pipeline import RunOptions
 
     output_options = OutputOptions(colormap=args.colormap, unprojection=parse_unprojection(args),
                                    ply_every=args.ply_every, address=address or OutputOptions.address)
@@ -160,8 +160,8 @@ def recovery_reference(args: argparse.Namespace) -> Optional[str]:
 
 
 def session_spec(args: argparse.Namespace):
-    """The :class:`flashdepth.session.SessionSpec` of ``add_run_options``' flags."""
-    from flashdepth.session import SessionSpec
+    """The :class:`flashdepth.inference.session.SessionSpec` of ``add_run_options``' flags."""
+    from flashdepth.inference.session import SessionSpec
 
     return SessionSpec(model=args.model, checkpoint=args.checkpoint, device=args.device, precision=args.precision,
                        resolution=args.resolution, backend=args.backend)

@@ -17,30 +17,32 @@ PARTS = {
     "ops": (1, ("flashdepth.ops",)),
     "vis": (1, ("flashdepth.vis",)),  # colour maps: NumPy and matplotlib only
     "models": (2, ("flashdepth.models",)),
-    "registry": (3, ("flashdepth.registry", "flashdepth.weights")),
-    "preprocess": (3, ("flashdepth.preprocess",)),
-    "session": (4, ("flashdepth.session",)),
+    "inference": (3, ("flashdepth.inference",)),  # the package's own docstring only
+    "registry": (3, ("flashdepth.inference.registry", "flashdepth.inference.weights")),
+    "preprocess": (3, ("flashdepth.inference.preprocess",)),
+    "session": (4, ("flashdepth.inference.session",)),
     "export": (3, ("flashdepth.export",)),
-    "backends": (3.5, ("flashdepth.backends",)),  # above export (its graph rows), below session (which opens one)
+    "backends": (3.5, ("flashdepth.inference.backends",)),  # above export (its graph rows), below session (which opens one)
     "io": (4, ("flashdepth.io",)),
     "data": (4, ("flashdepth.data",)),
     "metrics": (4, ("flashdepth.metrics",)),
-    "pipeline": (5, ("flashdepth.pipeline",)),
+    "apps": (5, ("flashdepth.apps",)),  # the package's own docstring only
+    "pipeline": (5, ("flashdepth.apps.pipeline",)),
     "viewer": (5, ("flashdepth.viewer",)),
-    "evaluate": (5, ("flashdepth.evaluate",)),
-    "bench": (5, ("flashdepth.bench",)),
+    "evaluate": (5, ("flashdepth.apps.evaluate",)),
+    "bench": (5, ("flashdepth.apps.bench",)),
     "batch": (6, ("flashdepth.batch",)),
     "train": (6, ("flashdepth.train",)),  # validation uses the evaluation protocol (layer 5)
-    "demo": (6, ("flashdepth.demo",)),
+    "demo": (6, ("flashdepth.apps.demo",)),
     "cli": (7, ("flashdepth_cli",)),
 }
 
 
 def _part(module: str):
-    for part, (_, prefixes) in PARTS.items():
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return part
-    return None
+    # the longest matching prefix wins: a folder's own ``__init__`` is its own part, its modules theirs
+    matches = [(len(p), part) for part, (_, prefixes) in PARTS.items() for p in prefixes
+               if module == p or module.startswith(p + ".")]
+    return max(matches)[1] if matches else None
 
 
 def _imports(path: Path, module: str) -> set[str]:
@@ -86,8 +88,7 @@ from flashdepth.config import ModelConfig
 from flashdepth.data.datasets import DATASETS, DatasetSpec
 from flashdepth.io.sinks import OUTPUTS, OutputFormat
 from flashdepth.metrics import METRICS, Metric
-from flashdepth import registry
-
+from flashdepth.inference import registry
 OUTPUTS["probe-out"] = OutputFormat("probe-out", "probe.bin", "probe output row", lambda path, o: None)
 DATASETS["probe-set"] = DatasetSpec("probe-set", "probe dataset row", lambda src, dst: {}, "test")
 METRICS["probe_metric"] = Metric("probe_metric", "probe metric row", True, lambda ctx: None)

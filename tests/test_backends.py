@@ -5,7 +5,7 @@ import torch
 
 import flashdepth
 from flashdepth import FlashDepth
-from flashdepth.backends import BACKENDS, get_backend
+from flashdepth.inference.backends import BACKENDS, get_backend
 
 from conftest import TINY, frames, randomize
 
@@ -42,7 +42,7 @@ import json, sys
 from flashdepth.export.runtimes import GRAPH_RUNTIMES, GraphRuntime
 GRAPH_RUNTIMES["probe-rt"] = GraphRuntime("probe-rt", "probe runtime row", "onnx", (("json", "json"),),
                                           lambda path, device: None, int8=True)
-from flashdepth.backends import BACKENDS, graph_file_backends
+from flashdepth.inference.backends import BACKENDS, graph_file_backends
 from flashdepth_cli.main import _parser
 torch_loaded = "torch" in sys.modules
 help_text = " ".join(_parser()._subparsers._group_actions[0].choices["run"].format_help().split())
@@ -78,9 +78,9 @@ def test_graph_backends_come_from_the_runtime_table_without_torch():
 
 def test_a_graph_file_refuses_a_backend_that_cannot_run_graphs(tmp_path):
     """It once fell back to onnxruntime without a word; the error names the backends that can."""
-    from flashdepth.backends import graph_file_backends
+    from flashdepth.inference.backends import graph_file_backends
     from flashdepth.errors import GraphOptionError
-    from flashdepth.session import SessionSpec
+    from flashdepth.inference.session import SessionSpec
     from flashdepth_cli.common import cli_message
 
     for name in ("torch", "compile", "cudagraphs", "onnxruntime-int8"):
@@ -125,7 +125,7 @@ def test_the_frame_count_has_one_home():
 
 
 def test_every_runner_follows_the_runner_protocol():
-    from flashdepth.backends import CompiledRunner
+    from flashdepth.inference.backends import CompiledRunner
     from flashdepth.models import Runner
 
     model = FlashDepth(TINY["s"]).eval()

@@ -17,7 +17,7 @@ import torch
 
 from flashdepth import FlashDepth
 from flashdepth.batch import MANIFEST, PARTIAL, output_names
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.weights import save_checkpoint
 from flashdepth_cli.main import main
 
 from conftest import TINY, randomize
@@ -267,7 +267,7 @@ def test_engine_options_live_on_the_engine_rows(tmp_path, monkeypatch, capsys):
     from flashdepth.batch import ENGINES, BatchJob, Engine
     from flashdepth.batch.engines import GPUS_PER_WORKER, RAY_ADDRESS
     from flashdepth.errors import ConfigError, OptionValueError
-    from flashdepth.session import SessionSpec
+    from flashdepth.inference.session import SessionSpec
 
     out = str(tmp_path / "out")
     with pytest.raises(ConfigError, match="ray_address is a setting of engine='ray'"):

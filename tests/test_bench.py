@@ -2,10 +2,9 @@
 
 import json
 
-import pytest
 import torch
 
-from flashdepth.bench import flops_per_frame, time_interleaved
+from flashdepth.apps.bench import flops_per_frame, time_interleaved
 from flashdepth_cli.main import main
 
 
@@ -69,7 +68,7 @@ def test_interleaving_rotates_order_and_keeps_each_stream_state():
 
 
 def test_peak_memory_is_read_per_runner_and_mps_is_synchronised(monkeypatch):
-    import flashdepth.bench as bench
+    import flashdepth.apps.bench as bench
 
     allocated = {"now": 0, "peak": 0}
     synced = []
@@ -94,7 +93,7 @@ def test_peak_memory_is_read_per_runner_and_mps_is_synchronised(monkeypatch):
 
 
 def test_matmul_peak_takes_the_best_of_several_sizes(monkeypatch):
-    import flashdepth.bench as bench
+    import flashdepth.apps.bench as bench
 
     tried = []
     real = torch.randn

@@ -12,7 +12,7 @@ import torch
 
 from flashdepth import FlashDepth
 from flashdepth_cli.main import main
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.weights import save_checkpoint
 
 from conftest import TINY, randomize
 from media import decode_video, make_frames, write_images, write_video
@@ -204,8 +204,8 @@ def test_truncated_video_keeps_valid_outputs(tmp_path, tiny_ckpt, capsys):
 def test_decode_error_mid_stream_finalises_outputs(tmp_path, tiny_ckpt):
     from flashdepth.io import InputError, OutputOptions, open_sinks
     from flashdepth.io.sources import Frame, Source
-    from flashdepth.pipeline import StreamRun
-    from flashdepth.session import DepthSession
+    from flashdepth.apps.pipeline import StreamRun
+    from flashdepth.inference.session import DepthSession
 
     model, _ = tiny_ckpt
 
@@ -289,7 +289,7 @@ def test_run_defaults_and_checks_have_one_home():
     from flashdepth.errors import OptionValueError, UnknownNameError
     from flashdepth.io.sinks import OutputOptions
     from flashdepth.io.sources import Source
-    from flashdepth.pipeline import RunOptions
+    from flashdepth.apps.pipeline import RunOptions
     from flashdepth.viewer import LiveViewer
     from flashdepth_cli.common import DEFAULT_SAVE, parse_save, run_options
     from flashdepth_cli.main import _parser

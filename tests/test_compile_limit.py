@@ -8,7 +8,7 @@ import torch
 import torch._dynamo
 
 from flashdepth import FlashDepth
-from flashdepth.backends import CompiledRunner
+from flashdepth.inference.backends import CompiledRunner
 
 from conftest import TINY, randomize
 

@@ -11,8 +11,8 @@ from flashdepth_cli.main import main
 from flashdepth.data import DatasetFolder
 from flashdepth.data.sequence import DepthSpec, SequenceWriter, write_dataset_json
 from flashdepth.metrics import depth_metrics
-from flashdepth.session import DepthSession
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.session import DepthSession
+from flashdepth.inference.weights import save_checkpoint
 
 from conftest import TINY, randomize
 from media import make_frames
@@ -101,7 +101,7 @@ def test_evaluate_corpus_is_the_one_loop(dataset, checkpoints, capsys):
     """The library's corpus loop: one row per sequence equal to evaluate_sequence on a fresh
     session, the summary the mean of the rows, progress through on_row, nothing printed, and a
     model in training mode left in training mode (training validation calls it mid-training)."""
-    from flashdepth.evaluate import EvalOptions, evaluate_corpus, evaluate_sequence
+    from flashdepth.apps.evaluate import EvalOptions, evaluate_corpus, evaluate_sequence
 
     model = randomize(FlashDepth(TINY["s"]), seed=4)
     model.train()
@@ -126,7 +126,7 @@ def test_evaluate_corpus_is_the_one_loop(dataset, checkpoints, capsys):
 def test_eval_refuses_a_cap_that_leaves_nothing_to_score(dataset, checkpoints, tmp_path, capsys):
     """A non-positive cap is refused; a tiny one reports missing scores, never a perfect 0 / 1."""
     from flashdepth.errors import ConfigError
-    from flashdepth.evaluate import EvalOptions
+    from flashdepth.apps.evaluate import EvalOptions
 
     ckpt = checkpoints["s"][1]
     for bad in ("-1", "0", "nan"):
@@ -169,12 +169,12 @@ def test_eval_fails_early_on_an_empty_sequence_or_an_unwritable_json(dataset, ch
                                                                      monkeypatch):
     import shutil
 
-    import flashdepth.evaluate
+    import flashdepth.apps.evaluate
 
     def never(*args, **kwargs):
         raise AssertionError("the evaluation started")
 
-    monkeypatch.setattr(flashdepth.evaluate, "evaluate_corpus", never)
+    monkeypatch.setattr(flashdepth.apps.evaluate, "evaluate_corpus", never)
     ckpt = checkpoints["s"][1]
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -231,7 +231,7 @@ def test_saved_predictions_of_the_ground_truth_in_either_convention_score_perfec
         in capsys.readouterr().err
 
     # The same from Python.
-    from flashdepth.evaluate import EvalOptions, evaluate_predictions
+    from flashdepth.apps.evaluate import EvalOptions, evaluate_predictions
     from flashdepth.metrics.predictions import PredictionFolder
 
     result = evaluate_predictions(PredictionFolder(as_disparity, "disparity"), [walk], EvalOptions(max_frames=2))
@@ -240,9 +240,9 @@ def test_saved_predictions_of_the_ground_truth_in_either_convention_score_perfec
 
 
 def test_corrupt_or_mismatched_predictions_are_clear_errors(dataset, tmp_path, capsys, monkeypatch):
-    import flashdepth.evaluate
+    import flashdepth.apps.evaluate
     from flashdepth.errors import PredictionFormatError, UnknownNameError
-    from flashdepth.evaluate import EvalOptions, evaluate_predictions
+    from flashdepth.apps.evaluate import EvalOptions, evaluate_predictions
     from flashdepth.metrics.predictions import PredictionFolder
 
     walk, stills = DatasetFolder(dataset).sequences("test")
@@ -269,7 +269,7 @@ def test_corrupt_or_mismatched_predictions_are_clear_errors(dataset, tmp_path, c
     save(negative)
     assert "frame 1: 1 depth(s) of 0 or less" in fails()
     # Frame count and size are checked before anything is scored.
-    monkeypatch.setattr(flashdepth.evaluate, "evaluate_predictions", lambda *a, **k: pytest.fail("scored"))
+    monkeypatch.setattr(flashdepth.apps.evaluate, "evaluate_predictions", lambda *a, **k: pytest.fail("scored"))
     save(depth[:3])
     assert "holds 3 frame(s) but sequence toy/walk has 4" in fails()
     save(depth, _truth(stills)[0][:, :-1])
@@ -312,7 +312,7 @@ def test_alignment_option_and_the_protocol_in_the_records(dataset, checkpoints, 
     """--alignment none scores metres as predicted: the ground truth saved as depth in metres is
     perfect with every metric, a model's output is read as inverse depth x 100; every record says
     which protocol produced it."""
-    from flashdepth.evaluate import EvalOptions, evaluate_sequence
+    from flashdepth.apps.evaluate import EvalOptions, evaluate_sequence
     from flashdepth.geometry import DEPTH_SCALE
 
     walk, stills = DatasetFolder(dataset).sequences("test")

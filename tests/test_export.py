@@ -11,8 +11,8 @@ import torch
 from flashdepth import FlashDepth, InputShapeError
 from flashdepth.errors import ExportError
 from flashdepth.export import METADATA_KEYS, OnnxRunner, export_onnx, read_metadata, state_shapes
-from flashdepth.session import DepthSession
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.session import DepthSession
+from flashdepth.inference.weights import save_checkpoint
 from flashdepth_cli.main import main
 
 from conftest import TINY, frames, randomize, spread_depth
@@ -270,7 +270,7 @@ def test_a_broken_graph_file_is_one_line_and_exit_2(graphs, kind, tmp_path, litt
     """Issue 20: each kind ended as "internal error", exit 1. Now the graph is checked against its
     metadata when it is opened: GraphFileError from Python, one line and exit 2 on the command line."""
     from flashdepth.errors import GraphFileError
-    from flashdepth.session import SessionSpec
+    from flashdepth.inference.session import SessionSpec
 
     folder = tmp_path / "graphs"
     folder.mkdir()
@@ -291,7 +291,7 @@ def test_options_a_graph_file_fixes_are_refused_not_ignored(graphs, little_video
     """Issue 20: with an .onnx checkpoint, resolution, a torch backend and another model were ignored
     without a word. The spec refuses them (GraphOptionError); the command line says it in flags."""
     from flashdepth.errors import GraphOptionError
-    from flashdepth.session import SessionSpec
+    from flashdepth.inference.session import SessionSpec
 
     model, graph = graphs["s"]
     path = str(graph.path)
@@ -440,7 +440,7 @@ def test_onnxruntime_on_cuda_binds_device_memory(monkeypatch):
 def test_a_session_opened_for_a_size_exports_before_the_first_frame(tmp_path):
     """Issue 20: the on-the-fly export was done inside frame 1, so a progress display timed it as a
     frame (30 s/frame, an 11-minute ETA). Opened with the frame size, the session exports at open."""
-    from flashdepth.session import SessionSpec
+    from flashdepth.inference.session import SessionSpec
 
     model = model_of("s", seed=12)
     ckpt = save_checkpoint(model, tmp_path / "tiny.pth")

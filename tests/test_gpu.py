@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from flashdepth import FlashDepth
-from flashdepth.backends import get_backend
-from flashdepth.session import DepthSession
+from flashdepth.inference.backends import get_backend
+from flashdepth.inference.session import DepthSession
 
 from conftest import TINY, frames, randomize
 

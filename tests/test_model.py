@@ -274,7 +274,7 @@ def test_weights_cast_once_keep_norms_and_state_fp32_and_match_autocast():
 
 def test_sessions_cast_frozen_models_only_and_set_tf32_once():
     from flashdepth.device import configure_float32
-    from flashdepth.session import DepthSession
+    from flashdepth.inference.session import DepthSession
 
     frozen = randomize(FlashDepth(TINY["s"])).eval().requires_grad_(False)
     DepthSession(frozen, device="cpu", precision="bf16")

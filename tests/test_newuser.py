@@ -10,8 +10,8 @@ import torch
 
 import flashdepth
 from flashdepth import FlashDepth
-from flashdepth.session import DepthSession
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.session import DepthSession
+from flashdepth.inference.weights import save_checkpoint
 
 from conftest import TINY, randomize
 

@@ -12,7 +12,7 @@ from flashdepth.errors import MissingDependencyError
 from flashdepth.geometry import Intrinsics, Unprojection, metric_depth, unproject, valid_pixels
 from flashdepth.io.sinks import get_outputs
 from flashdepth.io.sources import Frame
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.weights import save_checkpoint
 from flashdepth_cli.main import main
 
 from conftest import TINY, randomize, spread_depth

@@ -11,7 +11,7 @@ from flashdepth import FlashDepth
 from flashdepth.errors import InputError, MissingIndexError
 from flashdepth.io import recover
 from flashdepth.io.sources import AVSource, RecoveredSource, open_source
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.weights import save_checkpoint
 from flashdepth_cli.common import cli_message
 from flashdepth_cli.main import main
 

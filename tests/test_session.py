@@ -6,8 +6,8 @@ import torch
 
 import flashdepth
 from flashdepth import FlashDepth, InputShapeError, StreamStateError
-from flashdepth.preprocess import processing_size
-from flashdepth.session import DepthSession
+from flashdepth.inference.preprocess import processing_size
+from flashdepth.inference.session import DepthSession
 
 from conftest import TINY, randomize
 from media import make_frames
@@ -48,7 +48,7 @@ def test_processing_size_policy(hw, short_side, explicit, expected):
 
 
 def test_processing_rule_comes_from_the_model_config_not_its_name():
-    from flashdepth.preprocess import model_processing_size
+    from flashdepth.inference.preprocess import model_processing_size
 
     full = flashdepth.get_config("flashdepth")
     renamed = full.replace(name="my-own-full-model")
@@ -112,7 +112,7 @@ class _BreaksAt:
 def test_a_non_finite_output_stops_a_run_keeping_the_frames_written(tmp_path):
     from flashdepth.errors import NonFiniteOutputError
     from flashdepth.io.sources import ImageSource
-    from flashdepth.pipeline import RunOptions, run_to_folder
+    from flashdepth.apps.pipeline import RunOptions, run_to_folder
     from PIL import Image
 
     paths = []
@@ -260,7 +260,7 @@ def test_errors_of_the_frame_in_flight_come_out_in_order():
 
 
 def test_normalisation_constants_are_made_once_per_device():
-    from flashdepth.preprocess import normalisation_tensors, normalise
+    from flashdepth.inference.preprocess import normalisation_tensors, normalise
 
     normalisation_tensors.cache_clear()
     session = DepthSession(randomize(FlashDepth(TINY["s"])).eval(), device="cpu")
@@ -274,7 +274,7 @@ def test_normalisation_constants_are_made_once_per_device():
 
 # ------------------------------------------------------------------ devices (issue 21 section 3)
 def test_pinned_staging_records_its_event_on_the_copy_devices_stream(monkeypatch):
-    from flashdepth.session import PinnedStaging
+    from flashdepth.inference.session import PinnedStaging
 
     log = []
 
@@ -307,7 +307,7 @@ def test_pinned_staging_records_its_event_on_the_copy_devices_stream(monkeypatch
 def test_bind_device_sets_the_thread_device_and_the_compute_thread_binds(monkeypatch):
     import threading
 
-    import flashdepth.session as session_module
+    import flashdepth.inference.session as session_module
     from flashdepth.device import bind_device
 
     calls = []

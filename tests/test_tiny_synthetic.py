@@ -2,8 +2,6 @@
 and `flashdepth synth` work end to end."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +12,11 @@ import flashdepth
 from flashdepth import FlashDepth
 from flashdepth.data.sequence import DatasetFolder
 from flashdepth.errors import WeightsNotFoundError
-from flashdepth.evaluate import EvalOptions, evaluate_sequence
-from flashdepth.registry import get_config, get_spec
-from flashdepth.session import DepthSession
+from flashdepth.apps.evaluate import EvalOptions, evaluate_sequence
+from flashdepth.inference.registry import get_config, get_spec
+from flashdepth.inference.session import DepthSession
 from flashdepth.train import load_train_config
-from flashdepth.weights import bundled_weights
+from flashdepth.inference.weights import bundled_weights
 from flashdepth_cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +52,7 @@ def test_weights_ship_in_the_package_and_load_offline(monkeypatch):
 
 
 def test_missing_bundled_file_says_to_reinstall(monkeypatch):
-    from flashdepth import registry
-
+    from flashdepth.inference import registry
     spec = get_spec(NAME)
     monkeypatch.setitem(registry._MODELS, NAME, registry.ModelSpec(
         spec.config, registry.PackagedFile("gone.safetensors"), spec.description))

@@ -16,7 +16,7 @@ from flashdepth import FlashDepth
 from flashdepth.data.sequence import DepthSpec, SequenceWriter, write_dataset_json
 from flashdepth.train import ClipDataset, DepthLoss, load_train_config
 from flashdepth.train.data import resample_target
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.weights import save_checkpoint
 from flashdepth_cli.training import train
 
 from conftest import TINY, randomize
@@ -403,19 +403,19 @@ def test_validation_is_sharded_over_ranks_and_reduced(tiny_config, monkeypatch):
     barrier, and both get the means a single process gets."""
     import threading
 
-    import flashdepth.evaluate
+    import flashdepth.apps.evaluate
     from flashdepth.train import World, validate
 
     config = load_train_config(tiny_config, ["data.val_split=train", "data.val_max_frames=2"])
     model = flashdepth.load_model(config.init)
-    real, seen = flashdepth.evaluate.evaluate_sequence, {0: [], 1: []}
+    real, seen = flashdepth.apps.evaluate.evaluate_sequence, {0: [], 1: []}
     rank_of = threading.local()
 
     def recording(session, seq, opts):
         seen[rank_of.rank].append(seq.path.name)
         return real(session, seq, opts)
 
-    monkeypatch.setattr(flashdepth.evaluate, "evaluate_sequence", recording)
+    monkeypatch.setattr(flashdepth.apps.evaluate, "evaluate_sequence", recording)
     rank_of.rank = 0
     alone = validate(model, config, World(), torch.device("cpu"), "fp32", 1, log=lambda m: None)
     seen[0].clear()

@@ -4,7 +4,7 @@ import torch
 
 import flashdepth
 from flashdepth.config import UNITS
-from flashdepth.registry import get_config, get_spec, list_models
+from flashdepth.inference.registry import get_config, get_spec, list_models
 
 from conftest import TINY, randomize
 

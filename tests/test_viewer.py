@@ -19,10 +19,10 @@ import pytest
 from flashdepth import FlashDepth
 from flashdepth.errors import ServeAddressError
 from flashdepth.io.sources import Frame, open_source
-from flashdepth.pipeline import RunOptions, run_to_folder
-from flashdepth.session import DepthSession
+from flashdepth.apps.pipeline import RunOptions, run_to_folder
+from flashdepth.inference.session import DepthSession
 from flashdepth.viewer import LiveViewer
-from flashdepth.weights import save_checkpoint
+from flashdepth.inference.weights import save_checkpoint
 from flashdepth_cli.main import main
 
 from browser import find_chromium
@@ -311,7 +311,7 @@ class _Recorder:
 
 def test_consumers_get_their_own_queue_files_every_frame_viewers_drop_and_never_stop_the_run():
     from flashdepth.io.sinks import OUTPUTS, Consumer
-    from flashdepth.pipeline import StreamRun
+    from flashdepth.apps.pipeline import StreamRun
     from flashdepth.viewer import VIEWERS
 
     assert all(not row.drops and row.path for row in OUTPUTS.values())  # files get every frame
@@ -345,7 +345,7 @@ def test_consumers_get_their_own_queue_files_every_frame_viewers_drop_and_never_
 
 
 def test_run_errors_carry_the_stats_of_the_frames_done(tmp_path):
-    from flashdepth.pipeline import StreamRun
+    from flashdepth.apps.pipeline import StreamRun
 
     class Broken(_ListSource):
         def __iter__(self):

@@ -9,7 +9,7 @@ import torch
 
 import flashdepth
 from flashdepth import CheckpointError, FlashDepth, WeightsNotFoundError
-from flashdepth.weights import detect_variant, model_from_checkpoint, read_checkpoint, save_checkpoint
+from flashdepth.inference.weights import detect_variant, model_from_checkpoint, read_checkpoint, save_checkpoint
 
 from conftest import TINY, frames, randomize
 

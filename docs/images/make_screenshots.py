@@ -39,10 +39,10 @@ from browser import Browser, find_chromium  # noqa: E402
 from flashdepth.geometry import Unprojection  # noqa: E402
 from flashdepth.io.sources import open_source  # noqa: E402
 from flashdepth.io.sinks import OutputOptions  # noqa: E402
-from flashdepth.pipeline import RunOptions, run_to_folder  # noqa: E402
-from flashdepth.session import DepthSession  # noqa: E402
+from flashdepth.apps.pipeline import RunOptions, run_to_folder  # noqa: E402
+from flashdepth.inference.session import DepthSession  # noqa: E402
 from flashdepth.viewer import LiveViewer  # noqa: E402
-from flashdepth.weights import load_model  # noqa: E402
+from flashdepth.inference.weights import load_model  # noqa: E402
 
 SOFTWARE_WEBGL = ("--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--ignore-gpu-blocklist")
 

@@ -1,7 +1,7 @@
 """Depth for a whole corpus: every input streamed start to end into ``OUTROOT/<name>/``.
 
 >>> from flashdepth.batch import BatchJob, run_batch
->>> from flashdepth.session import SessionSpec
+>>> from flashdepth.inference.session import SessionSpec
 >>> job = BatchJob(inputs=["a.mp4", "b.mp4", "frames/"], outroot="depth/",
 ...                session=SessionSpec(model="flashdepth-s"), workers=2)
 >>> summary = run_batch(job)          # OUTROOT/manifest.jsonl records every attempt

@@ -10,8 +10,8 @@ from typing import Optional
 
 from ..errors import ConfigError, OptionValueError, UnknownNameError
 from ..io.sources import SOURCE_KINDS, SourceKind, source_kind
-from ..pipeline import RunOptions
-from ..session import SessionSpec
+from ..apps.pipeline import RunOptions
+from ..inference.session import SessionSpec
 from .engines import ENGINES, engine_options, engines_taking
 
 #: names an input's folder cannot take: the files the batch keeps beside the folders

@@ -1,7 +1,7 @@
 """One batch worker: loads the model once, then turns inputs into published output folders.
 
 Both engines run this in their worker processes; what it writes for an input is what
-``flashdepth run`` writes (the same :func:`flashdepth.pipeline.run_to_folder`), plus the marker.
+``flashdepth run`` writes (the same :func:`flashdepth.apps.pipeline.run_to_folder`), plus the marker.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Optional
 
 from .. import __version__
 from ..io.sources import open_source
-from ..pipeline import run_to_folder
+from ..apps.pipeline import run_to_folder
 from ..utils import first_line
 from .folders import PARTIAL, publish, start_partial, write_marker
 from .job import BatchJob, Task

@@ -1,6 +1,6 @@
 """The one table of graph runtimes: what can execute an exported graph, and what each needs.
 
-Torch-free (the command line reads it through :data:`flashdepth.backends.BACKENDS` before torch
+Torch-free (the command line reads it through :data:`flashdepth.inference.backends.BACKENDS` before torch
 loads): a row names the runtime, the pip extra that brings it and the modules it needs, and its
 ``load`` opens a graph file as a function of numpy feeds. The graph rows of the backend table
 are built from this table, so a runtime added here is a ``--backend`` choice with no other change.

@@ -41,7 +41,7 @@ class OutputOptions:
     ``unprojection`` (intrinsics or field of view, depth scale, far limit) is how the 3D outputs
     (``ply``, ``rerun``) and viewers place points; ``ply_every`` writes a point cloud for frames
     0, N, 2N, ...; ``address`` (host, port) is where the live page listens (port 0: a free one).
-    ``fps`` and ``time_base`` are the source's (:func:`flashdepth.pipeline.run_to_folder` sets them).
+    ``fps`` and ``time_base`` are the source's (:func:`flashdepth.apps.pipeline.run_to_folder` sets them).
     """
 
     fps: Fraction = Fraction(30)

@@ -62,7 +62,7 @@ class StreamState:
 @runtime_checkable
 class Runner(Protocol):
     """The runner contract: what :class:`~flashdepth.DepthSession`, ``flashdepth run`` and
-    ``flashdepth bench`` drive. :class:`FlashDepth` itself, ``flashdepth.backends.CompiledRunner``
+    ``flashdepth bench`` drive. :class:`FlashDepth` itself, ``flashdepth.inference.backends.CompiledRunner``
     and ``flashdepth.export.OnnxRunner`` follow it.
 
     ``depth, state = runner(frame, state)``: frame (B, 3, H, W) normalised, ``state=None`` starts a
@@ -238,13 +238,13 @@ class FlashDepth(nn.Module):
         """Type, dtype and device of the input: metadata only (no host-device synchronisation)."""
         if not isinstance(x, torch.Tensor):
             hint = ("convert it with torch.from_numpy(...), or stream numpy frames through "
-                    "flashdepth.session.DepthSession" if isinstance(x, np.ndarray) else "pass a torch.Tensor")
+                    "flashdepth.inference.session.DepthSession" if isinstance(x, np.ndarray) else "pass a torch.Tensor")
             raise InputValueError(f"expected a {what} float tensor, got {type(x).__name__}; {hint}")
         weight = self.pretrained.patch_embed.proj.weight
         if not x.dtype.is_floating_point:
             raise InputValueError(
                 f"expected a float frame tensor (ImageNet-normalised RGB), got dtype {x.dtype}; prepare raw pixels "
-                "with flashdepth.preprocess.to_float_rgb and normalise, or pass them to DepthSession")
+                "with flashdepth.inference.preprocess.to_float_rgb and normalise, or pass them to DepthSession")
         if x.dtype not in (torch.float32, weight.dtype):
             raise InputValueError(f"frame dtype {x.dtype} does not match the model's {weight.dtype} weights; "
                                   f"cast it with frame.to({weight.dtype}) (use torch.autocast for lower precision)")
@@ -287,7 +287,7 @@ class FlashDepth(nn.Module):
             raise InputShapeError(
                 f"frame size {height}x{width} is not a multiple of the {p}-pixel patch; resize it to "
                 f"{max(p, round(height / p) * p)}x{max(p, round(width / p) * p)} "
-                "(flashdepth.preprocess does this)")
+                "(flashdepth.inference.preprocess does this)")
         smallest = self.min_input_size()
         if min(height, width) < smallest:
             raise InputShapeError(f"frame size {height}x{width} is too small for {self.config.name}: "

@@ -35,7 +35,7 @@ from ..config import InputConfig
 from ..errors import ConfigError
 from .choices import CROPS, choose
 from ..data.sequence import DatasetFolder, SequenceFolder
-from ..preprocess import normalise, to_float_rgb
+from ..inference.preprocess import normalise, to_float_rgb
 
 
 @dataclass(frozen=True)

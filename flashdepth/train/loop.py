@@ -29,7 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from ..device import autocast, resolve_device, resolve_precision
 from ..errors import ConfigError, DatasetFormatError
 from ..models import FlashDepth
-from ..weights import detect_variant, read_checkpoint, save_checkpoint
+from ..inference.weights import detect_variant, read_checkpoint, save_checkpoint
 from .choices import PRECISIONS, choose
 from .config import TrainConfig
 from .data import make_train_datasets
@@ -250,8 +250,8 @@ def validate(model: FlashDepth, config: TrainConfig, world: World, device: torch
     long would outlast the process group's timeout). Datasets not found are skipped and said so.
     """
     from ..data.sequence import DatasetFolder
-    from ..evaluate import EvalOptions, evaluate_corpus
-    from ..session import DepthSession
+    from ..apps.evaluate import EvalOptions, evaluate_corpus
+    from ..inference.session import DepthSession
 
     model.eval()
     session = DepthSession(model, device=device, precision=precision)

@@ -8,8 +8,8 @@ import torch
 
 from ..errors import ConfigError
 from ..models import FlashDepth
-from ..registry import get_config
-from ..weights import check_fit, model_from_checkpoint, read_checkpoint
+from ..inference.registry import get_config
+from ..inference.weights import check_fit, model_from_checkpoint, read_checkpoint
 from .choices import SCHEDULES, choose
 from .config import TrainConfig
 

@@ -316,8 +316,8 @@ class LiveViewer:
     # ------------------------------------------------------------------ the run's side
     def update(self, frame: Any, depth: np.ndarray, stats: Any = None) -> None:
         """Make (frame, depth) the frame shown. ``frame``: a :class:`flashdepth.io.Frame` or an
-        (H, W, 3) image; ``stats``: the run's :class:`flashdepth.pipeline.RunStats` (or the
-        :class:`flashdepth.pipeline.FrameStats` a run gives its viewers), if any.
+        (H, W, 3) image; ``stats``: the run's :class:`flashdepth.apps.pipeline.RunStats` (or the
+        :class:`flashdepth.apps.pipeline.FrameStats` a run gives its viewers), if any.
 
         Constant time: keeps references (the arrays must not be changed afterwards) and wakes the
         streaming connections; it never encodes, copies an image or waits for a client.

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from flashdepth.config import PRECISIONS
-from flashdepth.registry import list_models
+from flashdepth.inference.registry import list_models
 
 from ..common import UsageError, parse_size
 
@@ -27,7 +27,7 @@ EXAMPLES = """\
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flashdepth.backends import BACKENDS
+    from flashdepth.inference.backends import BACKENDS
 
     p.add_argument("--model", nargs="+", default=["flashdepth-s"], choices=list_models(), metavar="MODEL",
                    help=f"models to time (default flashdepth-s); from: {', '.join(list_models())}")
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flashdepth.bench import BenchCase, bench_case, machine, matmul_peak_gflops, summary_header, summary_row
+    from flashdepth.apps.bench import BenchCase, bench_case, machine, matmul_peak_gflops, summary_header, summary_row
     from flashdepth.device import dtype_of, resolve_device
 
     for h, w in args.size:

@@ -19,7 +19,7 @@ EXAMPLES = """\
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from flashdepth.demo import DEMO_SEED
+    from flashdepth.apps.demo import DEMO_SEED
 
     p.add_argument("-o", "--output", default="demo", metavar="OUTDIR", help="output folder (default: demo)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"which clip to render (default: {DEMO_SEED})")
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flashdepth.demo import run_demo
+    from flashdepth.apps.demo import run_demo
     from flashdepth.metrics import METRICS
     from flashdepth_cli.common import UsageError
 

@@ -155,10 +155,10 @@ def _prediction_folders(args: argparse.Namespace) -> list:
 def main(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from flashdepth.evaluate import (EvalOptions, check_sequence, evaluate_corpus, evaluate_predictions,
+    from flashdepth.apps.evaluate import (EvalOptions, check_sequence, evaluate_corpus, evaluate_predictions,
                                      markdown_table, summarize)
-    from flashdepth.registry import list_models
-    from flashdepth.weights import load_model
+    from flashdepth.inference.registry import list_models
+    from flashdepth.inference.weights import load_model
 
     caps = _caps(args)
     folders = _prediction_folders(args)

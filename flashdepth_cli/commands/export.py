@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flashdepth.registry import list_models
+from flashdepth.inference.registry import list_models
 
 from ..common import UsageError, parse_size
 
@@ -48,8 +48,8 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from flashdepth.export import export_onnx
-    from flashdepth.registry import create_model
-    from flashdepth.weights import load_model
+    from flashdepth.inference.registry import create_model
+    from flashdepth.inference.weights import load_model
 
     if not (args.model or args.checkpoint):
         raise UsageError("give --model NAME (published weights), --checkpoint PATH, or both")

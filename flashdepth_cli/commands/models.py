@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flashdepth.registry import get_spec, list_models
+    from flashdepth.inference.registry import get_spec, list_models
 
     for name in list_models():
         spec = get_spec(name)

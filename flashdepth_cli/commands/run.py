@@ -69,7 +69,7 @@ def parse_serve(text: str) -> tuple[str, int]:
 
 def main(args: argparse.Namespace) -> int:
     from flashdepth.io.sources import open_source
-    from flashdepth.pipeline import check_folder
+    from flashdepth.apps.pipeline import check_folder
 
     serve = parse_serve(args.serve) if args.serve is not None else None  # --serve '' is an error, not "no server"
     options = run_options(args, address=serve)
@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace, source, options, outdir: Path, viewers: list)
     import torch
 
     from flashdepth.io.sources import ImageSource
-    from flashdepth.pipeline import RunStats, run_to_folder
+    from flashdepth.apps.pipeline import RunStats, run_to_folder
 
     try:
         session = session_spec(args).open()

@@ -26,11 +26,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError, OutputError, OutputExistsError
-from .io.sinks import DEFAULT_OUTPUTS, OUTPUTS, Consumer, OutputOptions, Sink, get_outputs, open_formats
-from .io.sources import Frame, Source
-from .session import DepthSession
-from .utils import as_rgb8, peak_rss_bytes
+from ..errors import InputError, OutputError, OutputExistsError
+from ..io.sinks import DEFAULT_OUTPUTS, OUTPUTS, Consumer, OutputOptions, Sink, get_outputs, open_formats
+from ..io.sources import Frame, Source
+from ..inference.session import DepthSession
+from ..utils import as_rgb8, peak_rss_bytes
 
 _END = object()
 

@@ -3,7 +3,7 @@
 Per sequence: every frame in order through a fresh stream, resized to the dataset's evaluation
 size for the model's preset (``model.config.input.eval_preset``: 'base' for FlashDepth-S/-L and
 Depth Anything V2, '2k' for the Full model; sizes in :data:`flashdepth.data.datasets.DATASETS`),
-the prediction brought back to the ground truth's size (:func:`flashdepth.preprocess.resize_depth`),
+the prediction brought back to the ground truth's size (:func:`flashdepth.inference.preprocess.resize_depth`),
 then :class:`flashdepth.metrics.SequenceAccumulator` (one scale and shift per sequence).
 
 :func:`evaluate_corpus` is the one loop over a list of sequences (the ``eval`` command and
@@ -18,15 +18,15 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .config import EVAL_PRESETS
-from .data.datasets import DATASETS
-from .data.sequence import SequenceFolder
-from .errors import ConfigError, DatasetFormatError, UnknownNameError
-from .geometry import DEFAULT_MAX_DEPTH, DEPTH_SCALE, check_max_depth
-from .metrics import ALIGNMENTS, DEFAULT_ALIGNMENT, METRICS, SequenceAccumulator, SequenceContext
-from .metrics.predictions import PredictionFolder
-from .preprocess import processing_size, resize_depth
-from .session import DepthSession
+from ..config import EVAL_PRESETS
+from ..data.datasets import DATASETS
+from ..data.sequence import SequenceFolder
+from ..errors import ConfigError, DatasetFormatError, UnknownNameError
+from ..geometry import DEFAULT_MAX_DEPTH, DEPTH_SCALE, check_max_depth
+from ..metrics import ALIGNMENTS, DEFAULT_ALIGNMENT, METRICS, SequenceAccumulator, SequenceContext
+from ..metrics.predictions import PredictionFolder
+from ..inference.preprocess import processing_size, resize_depth
+from ..inference.session import DepthSession
 
 
 def eval_size(dataset: str, height: int, width: int, preset: str, patch: int = 14) -> tuple[int, int]:

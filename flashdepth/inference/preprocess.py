@@ -20,9 +20,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .config import InputConfig, ModelConfig
-from .device import interpolate_bicubic
-from .errors import InputShapeError
+from ..config import InputConfig, ModelConfig
+from ..device import interpolate_bicubic
+from ..errors import InputShapeError
 
 
 def _snap(x: float, minimum: float, multiple: int) -> int:

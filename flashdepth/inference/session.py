@@ -15,8 +15,8 @@ from typing import Iterable, Iterator, Optional, Union
 import numpy as np
 import torch
 
-from .device import autocast, bind_device, cast_weights_for, configure_float32, resolve_device, resolve_precision
-from .errors import FrameSizeChangedError, InputShapeError, InputValueError, NonFiniteOutputError, StreamStateError
+from ..device import autocast, bind_device, cast_weights_for, configure_float32, resolve_device, resolve_precision
+from ..errors import FrameSizeChangedError, InputShapeError, InputValueError, NonFiniteOutputError, StreamStateError
 from .preprocess import model_processing_size, normalise, resize_depth, to_float_rgb
 
 FrameLike = Union[np.ndarray, torch.Tensor]
@@ -285,7 +285,7 @@ class SessionSpec:
     A ``checkpoint`` ending in ``.onnx`` is a graph written by :func:`flashdepth.export.export_onnx`:
     it holds its model and its frame size, so ``resolution`` must be left unset, ``model`` unset or
     the graph's own variant, and ``backend`` unset (the first graph runtime, ``onnxruntime``) or a
-    backend that runs graph files (:func:`flashdepth.backends.graph_file_backends`); anything else is
+    backend that runs graph files (:func:`flashdepth.inference.backends.graph_file_backends`); anything else is
     a :class:`~flashdepth.errors.GraphOptionError` instead of being ignored.
     """
 
@@ -294,7 +294,7 @@ class SessionSpec:
     device: Optional[str] = None
     precision: Optional[str] = None
     resolution: Optional[int] = None
-    backend: Optional[str] = None  # a row of flashdepth.backends.BACKENDS (None: torch; for a graph file, its runtime)
+    backend: Optional[str] = None  # a row of flashdepth.inference.backends.BACKENDS (None: torch; for a graph file, its runtime)
 
     @property
     def weights(self) -> str:
@@ -331,8 +331,8 @@ class SessionSpec:
 
     def _open_graph(self, device: Optional[str]) -> DepthSession:
         from .backends import BACKENDS, graph_file_backends
-        from .errors import GraphOptionError, UnknownNameError
-        from .export import OnnxRunner, read_metadata
+        from ..errors import GraphOptionError, UnknownNameError
+        from ..export import OnnxRunner, read_metadata
 
         path = str(self.checkpoint)
         runners = graph_file_backends()

@@ -21,11 +21,11 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from .config import ModelConfig, model_config_from_dict
-from .device import resolve_device
-from .errors import CheckpointError, ConfigError, WeightsNotFoundError
+from ..config import ModelConfig, model_config_from_dict
+from ..device import resolve_device
+from ..errors import CheckpointError, ConfigError, WeightsNotFoundError
 from .registry import get_config, get_spec, list_models
-from .utils import first_line
+from ..utils import first_line
 
 FORMAT = "flashdepth"
 FORMAT_VERSION = 1
@@ -130,7 +130,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 @functools.cache
 def registry_layout(name: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a registered model's state dict (built on the meta device: no memory)."""
-    from .models import FlashDepth
+    from ..models import FlashDepth
 
     with torch.device("meta"):
         model = FlashDepth(get_config(name))
@@ -193,7 +193,7 @@ def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig]
     A Depth Anything V2 checkpoint with ``variant="flashdepth-s"`` / ``"flashdepth-l"`` builds that
     FlashDepth model with its temporal module at the published zero initialisation (for training).
     """
-    from .models import FlashDepth
+    from ..models import FlashDepth
 
     state_dict, meta = read_checkpoint(path)
     if variant is None:

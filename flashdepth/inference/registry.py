@@ -13,8 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from .config import DPTConfig, FusionConfig, InputConfig, ModelConfig, TemporalConfig, ViTConfig
-from .errors import UnknownModelError
+from ..config import DPTConfig, FusionConfig, InputConfig, ModelConfig, TemporalConfig, ViTConfig
+from ..errors import UnknownModelError
 
 VIT_S = ViTConfig(embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11))
 VIT_B = ViTConfig(embed_dim=768, depth=12, num_heads=12, layer_indices=(2, 5, 8, 11))
@@ -136,7 +136,7 @@ def get_config(name: str) -> ModelConfig:
 
 def create_model(name_or_config: str | ModelConfig, device: Optional[str] = None):
     """Build a model with freshly initialised weights (no download)."""
-    from .models import FlashDepth
+    from ..models import FlashDepth
 
     config = name_or_config if isinstance(name_or_config, ModelConfig) else get_config(name_or_config)
     return FlashDepth(config) if device is None else FlashDepth(config).to(device)

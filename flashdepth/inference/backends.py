@@ -1,7 +1,7 @@
 """The one table of execution backends: how a loaded model is run.
 
 A backend turns a :class:`~flashdepth.FlashDepth` into a :class:`~flashdepth.models.Runner` (called
-exactly like the model), so that :class:`~flashdepth.session.DepthSession`, ``flashdepth run`` and
+exactly like the model), so that :class:`~flashdepth.inference.session.DepthSession`, ``flashdepth run`` and
 ``flashdepth bench`` drive every backend the same way. The graph backends are built from the table of graph runtimes
 (:data:`flashdepth.export.GRAPH_RUNTIMES`): one row each, plus ``<name>-int8`` where it applies.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from .errors import UnknownNameError, require_modules
-from .export.runtimes import GRAPH_RUNTIMES, GraphRuntime
+from ..errors import UnknownNameError, require_modules
+from ..export.runtimes import GRAPH_RUNTIMES, GraphRuntime
 
 if TYPE_CHECKING:  # the table is read by the command line, which must start without torch
     import torch
 
-    from .models import Runner, StreamState
+    from ..models import Runner, StreamState
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class CompiledRunner:
                  ) -> tuple["torch.Tensor", Optional["StreamState"]]:
         import torch
 
-        from .models import StreamState
+        from ..models import StreamState
 
         video = frame[:, None]  # (B, 1, 3, H, W)
         self.model.check_stream(video, state)
@@ -128,7 +128,7 @@ def _compiled_graphs(model: "torch.nn.Module", device: "torch.device") -> "Runne
 
 def _graph_backend(runtime: str, int8: bool = False):
     def create(model: "torch.nn.Module", device: "torch.device") -> "Runner":
-        from .export import OnnxRunner
+        from ..export import OnnxRunner
 
         return OnnxRunner.from_model(model.to("cpu"), runtime, device, int8=int8)  # exports on the first frame of each size
     return create

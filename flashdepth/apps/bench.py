@@ -20,11 +20,11 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .backends import CompiledRunner, get_backend
-from .device import autocast, cast_weights_for, configure_float32, dtype_of, resolve_device
-from .models import FlashDepth
-from .registry import create_model
-from .utils import peak_rss_bytes
+from ..inference.backends import CompiledRunner, get_backend
+from ..device import autocast, cast_weights_for, configure_float32, dtype_of, resolve_device
+from ..models import FlashDepth
+from ..inference.registry import create_model
+from ..utils import peak_rss_bytes
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class BenchCase:
     model: str  # a registered model name
     size: tuple[int, int]  # (H, W) processing size, multiples of the patch
     precision: str = "fp32"
-    backend: str = "torch"  # a row of flashdepth.backends.BACKENDS
+    backend: str = "torch"  # a row of flashdepth.inference.backends.BACKENDS
     device: str = "cpu"
 
 

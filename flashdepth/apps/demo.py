@@ -3,7 +3,7 @@
 
 Nothing is downloaded: the clip is rendered here (:mod:`flashdepth.data.synthetic`) and the
 weights ship inside the package. Scores follow the evaluation protocol (one least-squares scale
-and shift per sequence in disparity space, :mod:`flashdepth.evaluate`).
+and shift per sequence in disparity space, :mod:`flashdepth.apps.evaluate`).
 
 The default clip is of the scale-ambiguous family (docs/synthetic.md#scale): its world has a
 random scale that only the red-and-white reference markers reveal, and they are in view early in
@@ -56,15 +56,15 @@ def run_demo(outdir: str | Path, seed: int = DEMO_SEED, frames: int = 48, model:
              preset: str = DEMO_PRESET, device: Optional[str] = None) -> DemoResult:
     """Render clip ``seed`` of family ``preset``, stream it through ``model`` (with its state carried,
     and again reset every frame for the comparison), write ``outdir/demo.mp4`` and score it."""
-    from .data.sequence import DatasetFolder
-    from .data.synthetic import PRESETS, write_synthetic_dataset
+    from ..data.sequence import DatasetFolder
+    from ..data.synthetic import PRESETS, write_synthetic_dataset
     from .evaluate import EvalOptions, eval_size, evaluate_sequence
-    from .geometry import DEFAULT_MAX_DEPTH
-    from .io.colormap import colorize, lut
-    from .io.sinks import OutputOptions, VideoWriter
-    from .preprocess import resize_depth
-    from .session import DepthSession
-    from .weights import load_model
+    from ..geometry import DEFAULT_MAX_DEPTH
+    from ..io.colormap import colorize, lut
+    from ..io.sinks import OutputOptions, VideoWriter
+    from ..inference.preprocess import resize_depth
+    from ..inference.session import DepthSession
+    from ..inference.weights import load_model
 
     start = time.perf_counter()
     outdir = Path(outdir)
