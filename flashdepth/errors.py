@@ -8,7 +8,9 @@ the command line words differently carry the values it needs as attributes; the 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence, TypeVar
+
+T = TypeVar("T")
 
 
 class FlashDepthError(Exception):
@@ -37,6 +39,15 @@ class UnknownNameError(FlashDepthError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0] if self.args else ""
+
+
+def lookup(table: Mapping[str, T], name: str, kind: str) -> T:
+    """``table[name]``, or an :class:`UnknownNameError` naming the ``kind`` and the valid names: the
+    one way every table of the package (backends, runtimes, datasets, alignments, ...) is read."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError(kind, name, list(table)) from None
 
 
 class UnknownModelError(UnknownNameError):

@@ -22,8 +22,9 @@ def test_bench_command_writes_every_field(tmp_path, capsys):
     assert data["records"][1]["gflop_per_frame"] > data["records"][0]["gflop_per_frame"]
     text = capsys.readouterr().out
     # the header once, then each row once, as measured (not the whole table again at the end)
-    assert text.count("| model | size |") == 1 and text.count("| flashdepth-s | 70x98 |") == 1
-    assert text.index("| model | size |") < text.index("| depth-anything-v2-small | 70x98 |") < text.index("| flashdepth-s |")
+    assert text.count("| model | mode | size |") == 1 and text.count("| flashdepth-s | streaming | 70x98 |") == 1
+    assert (text.index("| model | mode | size |") < text.index("| depth-anything-v2-small | streaming | 70x98 |")
+            < text.index("| flashdepth-s |"))
     assert "warm-up 1 frame(s), then 2 timed" in text
     for r in data["records"]:  # the warm-up and the spread are recorded
         assert r["warmup"] == 1
@@ -144,3 +145,54 @@ esac
     assert ["cudagraphs"] in backends  # the riskiest backend runs in a call of its own
     assert sum(b.count("compile") for b in backends) == 1 and sum(b.count("cudagraphs") for b in backends) == 1
     assert "2 step(s) failed" in done.stdout
+
+
+class _WindowStandIn(torch.nn.Module):
+    """A windowed model: one 3x3 convolution per frame of the window (its FLOPs known exactly)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 3, padding=1, bias=False)
+        self.windows = 0
+
+    def forward_window(self, frames):  # (B, T, 3, H, W) -> (B, T, H, W)
+        self.windows += 1
+        b, t, _, h, w = frames.shape
+        return self.conv(frames.flatten(0, 1)).view(b, t, h, w)
+
+
+def test_windowed_mode_is_timed_per_new_frame_and_needs_a_window_first(monkeypatch, capsys):
+    import pytest
+
+    from flashdepth.apps import bench
+    from flashdepth.errors import ConfigError, UnknownNameError
+
+    stand_in = _WindowStandIn()
+    monkeypatch.setattr(bench, "create_model", lambda name: stand_in)
+    case = bench.BenchCase("stand-in", (28, 42), mode="windowed", window=8, overlap=3)
+    r = bench.bench_case(case, frames=12, warmup=1, reference=False, peak_gflops=1.0)
+    new = 8 - 3
+    assert r["windows"] == 3 and r["frames"] == 3 * new  # ceil(12 / 5) windows of 5 new frames
+    assert stand_in.windows == 1 + 3 + 1  # warm-up, timed, the FLOP count
+    assert r["first_depth_frames"] == 8 and r["mode"] == "windowed"
+    # per new frame: a window's time over its new frames
+    assert abs(r["first_depth_ms"] / new - r["latency_ms"]) < 1e-6 * r["latency_ms"] + 1e-9
+    # FLOPs per new frame, against the convolution's own count: 2 * k*k*C_in * H*W per frame of the window
+    assert r["gflop_per_frame"] * 1e9 == pytest.approx(2 * 9 * 3 * 28 * 42 * 8 / new)
+    with pytest.raises(bench.NoWindowedModeError):  # a model that only streams
+        monkeypatch.setattr(bench, "create_model", lambda name: torch.nn.Identity())
+        bench.bench_case(case, frames=2, reference=False, peak_gflops=1.0)
+    with pytest.raises(ConfigError):
+        bench.BenchCase("x", (28, 28), mode="windowed", backend="onnxruntime")
+    with pytest.raises(UnknownNameError, match="streaming, windowed"):
+        bench.BenchCase("x", (28, 28), mode="offline")
+
+
+def test_bench_command_skips_windowed_cases_of_streaming_models(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", "depth-anything-v2-small", "--size", "70x98", "--frames", "1", "--warmup", "1",
+                 "--mode", "streaming", "windowed", "--no-reference", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())["records"]
+    assert [(r["model"], r["mode"], r["first_depth_frames"]) for r in records] == [
+        ("depth-anything-v2-small", "streaming", 1)]
+    assert "(skipped: depth-anything-v2-small has no windowed mode)" in capsys.readouterr().out

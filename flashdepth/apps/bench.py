@@ -24,7 +24,23 @@ from ..inference.backends import CompiledRunner, get_backend
 from ..device import autocast, cast_weights_for, configure_float32, dtype_of, resolve_device
 from ..models import FlashDepth
 from ..inference.registry import create_model
+from ..errors import ConfigError
 from ..utils import peak_rss_bytes
+
+
+class NoWindowedModeError(ConfigError):
+    """A windowed case for a model that only streams."""
+
+
+#: How a case runs its model. ``streaming``: frame by frame with the state carried (every
+#: model), the depth of a frame out as soon as it is computed. ``windowed``: the offline mode of
+#: a model that has one (a ``forward_window`` over clips; Video Depth Anything): windows of
+#: ``window`` frames, each giving ``window - overlap`` new depths, so a per-frame figure is a
+#: window's time over its new frames, and the first depth waits for a whole window of frames.
+BENCH_MODES = {
+    "streaming": "frame by frame, state carried; per-frame latency",
+    "windowed": "windows of frames (models with a windowed mode); per new frame, amortised",
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,18 @@ class BenchCase:
     precision: str = "fp32"
     backend: str = "torch"  # a row of flashdepth.inference.backends.BACKENDS
     device: str = "cpu"
+    mode: str = "streaming"  # a key of BENCH_MODES
+    window: int = 32  # windowed mode: frames per window (Video Depth Anything's official 32)
+    overlap: int = 10  # windowed mode: frames each window shares with the one before (official 10)
+
+    def __post_init__(self):
+        from ..errors import lookup
+
+        lookup(BENCH_MODES, self.mode, "bench mode")
+        if self.mode == "windowed" and self.backend != "torch":
+            raise ConfigError(f"the windowed mode runs on the torch backend only, not {self.backend!r}")
+        if self.mode == "windowed" and not 0 <= self.overlap < self.window:
+            raise ConfigError(f"window={self.window}, overlap={self.overlap}: need 0 <= overlap < window")
 
 
 def _sync(device: torch.device) -> None:
@@ -117,6 +145,8 @@ def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bo
     configure_float32(device, case.precision)
     torch.manual_seed(0)
     model = create_model(case.model).to(device).eval().requires_grad_(False)
+    if case.mode == "windowed":
+        return _bench_windowed(case, model, device, frames, warmup, peak_gflops)
     if reference:
         ref = create_model(case.model).to(device).eval().requires_grad_(False)
         ref.load_state_dict(model.state_dict())
@@ -143,6 +173,9 @@ def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bo
         "matmul_peak_gflops": peak_gflops, "fraction_of_peak": flops / 1e6 / median / peak_gflops,
         "peak_rss_mib": peak_rss_bytes() / 2**20,
         "peak_cuda_mib": peaks["measured"] / 2**20 if "measured" in peaks else None,
+        # the first depth of a stream needs one frame: a steady frame's time (the cold first
+        # frame is a warm-up frame, and its cost is one-off set-up, not the mode's)
+        "first_depth_frames": 1, "first_depth_ms": median,
     }
     if reference:
         ref_ms = np.asarray(times["reference"])
@@ -152,6 +185,51 @@ def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bo
                       speedup_min=float(ratios.min()), speedup_max=float(ratios.max()),
                       reference_peak_cuda_mib=peaks["reference"] / 2**20 if "reference" in peaks else None)
     return record
+
+
+def _bench_windowed(case: BenchCase, model, device: torch.device, frames: int, warmup: int,
+                    peak_gflops: Optional[float]) -> dict:
+    """Time the windowed (offline) mode: whole windows of ``case.window`` random frames through
+    ``model.forward_window`` (frames (1, T, 3, H, W) -> depth (1, T, H, W)); enough windows to
+    cover ``frames`` new frames (at least two), after ``warmup`` untimed windows (at least one).
+    Per-frame figures are per *new* frame (``window - overlap`` per window): a long video's cost."""
+    if not callable(getattr(model, "forward_window", None)):
+        raise NoWindowedModeError(f"{case.model} has no windowed mode (no forward_window); bench it with mode='streaming'")
+    new = case.window - case.overlap  # depths each window adds in a long video
+    windows = max(2, -(-frames // new))
+    clip = torch.randn(1, case.window, 3, *case.size, device=device)  # (1, T, 3, H, W)
+    times, peak = [], 0
+    with torch.inference_mode(), autocast(device, case.precision):
+        for i in range(max(1, warmup) + windows):
+            _sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t = time.perf_counter()
+            model.forward_window(clip)  # (1, T, H, W)
+            _sync(device)
+            if i >= max(1, warmup):
+                times.append(1000 * (time.perf_counter() - t))
+            if device.type == "cuda":
+                peak = max(peak, torch.cuda.max_memory_allocated(device))
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            model.forward_window(clip)
+    window_ms = np.asarray(times)
+    per_frame = window_ms / new
+    flops = counter.get_total_flops() / new
+    if peak_gflops is None:
+        peak_gflops = matmul_peak_gflops(device, dtype_of(case.precision) if device.type == "cuda" else torch.float32)
+    median = float(np.median(per_frame))
+    return {
+        **dataclasses.asdict(case), "size": f"{case.size[0]}x{case.size[1]}", "frames": int(windows * new),
+        "windows": int(windows), "warmup": int(max(1, warmup)), **_spread("latency", per_frame),
+        "fps": 1000.0 / median, "gflop_per_frame": flops / 1e9, "gflops_achieved": flops / 1e6 / median,
+        "matmul_peak_gflops": peak_gflops, "fraction_of_peak": flops / 1e6 / median / peak_gflops,
+        "peak_rss_mib": peak_rss_bytes() / 2**20, "peak_cuda_mib": peak / 2**20 if device.type == "cuda" else None,
+        # no depth before a whole window of frames has arrived, then the window's compute
+        "first_depth_frames": case.window, "first_depth_ms": float(np.median(window_ms)),
+    }
 
 
 def _spread(prefix: str, ms: np.ndarray) -> dict:
@@ -169,8 +247,8 @@ def machine() -> dict:
     return info
 
 
-HEADER = ("| model | size | precision | backend | device | ms/frame (p50) | p95 | min-max | FPS | GFLOP/frame | "
-          "GFLOP/s | % of peak | vs reference (p50, min-max) |")
+HEADER = ("| model | mode | size | precision | backend | device | ms/frame (p50) | p95 | min-max | FPS | "
+          "first depth: frames needed, compute ms | GFLOP/frame | GFLOP/s | % of peak | vs reference (p50, min-max) |")
 
 
 def summary_header() -> str:
@@ -183,9 +261,11 @@ def summary_row(r: dict) -> str:
         speedup = f"{r['speedup_vs_reference']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})"
     else:
         speedup = "-"
-    return (f"| {r['model']} | {r['size']} | {r['precision']} | {r['backend']} | {r['device']} | "
-            f"{r['latency_ms']:.1f} | {r['latency_p95_ms']:.1f} | {r['latency_min_ms']:.1f}-{r['latency_max_ms']:.1f} | "
-            f"{r['fps']:.2f} | {r['gflop_per_frame']:.1f} | {r['gflops_achieved']:.1f} | "
+    return (f"| {r['model']} | {r.get('mode', 'streaming')} | {r['size']} | {r['precision']} | {r['backend']} | "
+            f"{r['device']} | {r['latency_ms']:.1f} | {r['latency_p95_ms']:.1f} | "
+            f"{r['latency_min_ms']:.1f}-{r['latency_max_ms']:.1f} | {r['fps']:.2f} | "
+            f"{r.get('first_depth_frames', 1)}, {r.get('first_depth_ms', r['latency_ms']):.0f} | "
+            f"{r['gflop_per_frame']:.1f} | {r['gflops_achieved']:.1f} | "
             f"{100 * r['fraction_of_peak']:.0f}% | {speedup} |")
 
 

@@ -237,22 +237,71 @@ class StreamRun:
             return None if item is _END else item
         return None
 
-    def _infer(self, start: float) -> None:
+    def _ready_frame(self) -> Optional[Frame]:
+        """The next frame if the reader has one waiting, else None (never waits)."""
+        try:
+            item = self.inbox.get_nowait()
+        except queue.Empty:
+            return None
+        if item is _END:
+            self.inbox.put(_END)  # seen again by _next_frame, which ends the run
+            return None
+        return item
+
+    def _emit(self, frame: Frame, depth: np.ndarray, t0: float, start: float) -> bool:
         stats = self.stats
-        while (frame := self._next_frame()) is not None:
-            if self.detector is not None and self.detector(frame.image) and stats.frames > 0:
-                self.session.reset()
+        stats.latencies_ms.append(1000 * (time.perf_counter() - t0))
+        item = (frame, depth, FrameStats(stats.frames + 1, (stats.latencies_ms[-1],)))
+        if not all([feed.put(item) for feed in self.feeds]):
+            return False
+        stats.frames += 1
+        stats.wall_s = time.perf_counter() - start
+        for observer in self.on_frame:
+            observer(frame, depth, stats)
+        return True
+
+    def _is_cut(self, frame: Frame) -> bool:
+        """Called once per frame, in order (the detector compares each frame with the one before)."""
+        return self.detector is not None and self.detector(frame.image)
+
+    def _infer(self, start: float) -> None:
+        """One frame in flight while the reader has the next one waiting: frame t+1 is prepared
+        (checked, resized, copied to the device) while frame t computes, and the depth of frame t
+        is handed to the outputs while frame t+1 computes. When no frame is waiting (a live source,
+        or a decoder slower than the model) the frame is finished at once, so pipelining never
+        adds a frame of latency. Outputs and their order are those of one frame at a time."""
+        session, stats = self.session, self.stats
+        frame = self._next_frame()
+        cut = frame is not None and self._is_cut(frame)
+        while frame is not None:
+            if cut and stats.frames > 0:
+                session.reset()  # nothing is in flight here: the frame before was finished
                 stats.resets += 1
             t0 = time.perf_counter()
-            depth = self.session.step(frame.image)  # (H, W) float32
-            stats.latencies_ms.append(1000 * (time.perf_counter() - t0))
-            item = (frame, depth, FrameStats(stats.frames + 1, (stats.latencies_ms[-1],)))
-            if not all([feed.put(item) for feed in self.feeds]):
+            session.submit(frame.image)  # nothing was in flight: returns None
+            following = self._ready_frame()
+            cut = following is not None and self._is_cut(following)
+            while following is not None and not cut:
+                t1 = time.perf_counter()
+                try:
+                    depth = session.submit(following.image)  # (H, W): frame's depth; following computes
+                except BaseException:
+                    if session.in_flight:  # following was refused before it started: frame comes first
+                        self._emit(frame, session.flush(), t0, start)
+                    raise
+                if not self._emit(frame, depth, t0, start):
+                    session.flush()
+                    return
+                frame, t0 = following, t1
+                following = self._ready_frame()
+                cut = following is not None and self._is_cut(following)
+            if not self._emit(frame, session.flush(), t0, start):  # (H, W) float32
                 return
-            stats.frames += 1
-            stats.wall_s = time.perf_counter() - start
-            for observer in self.on_frame:
-                observer(frame, depth, stats)
+            if following is None:
+                frame = self._next_frame()
+                cut = frame is not None and self._is_cut(frame)
+            else:
+                frame = following  # a scene cut: reset at the top
 
     def _finish(self, reader: _Worker) -> None:
         """Stop reading, let every consumer take what it was given, then close the outputs."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import __version__
+from ..device import bind_device, resolve_device
 from ..io.sources import open_source
 from ..apps.pipeline import run_to_folder
 from ..utils import first_line
@@ -32,6 +33,9 @@ class BatchWorker:
             torch.set_num_threads(max(1, min(threads, torch.get_num_threads())))
         self.job = job
         self.outroot = Path(job.outroot)
+        # this process serves one device: make it current first, so that nothing here (staging,
+        # the session's threads) opens a context on cuda:0 or uses cuda:0's stream
+        bind_device(resolve_device(device))
         self.session = job.session.open(device)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 

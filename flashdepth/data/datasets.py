@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from ..errors import DatasetFormatError, UnknownNameError
+from ..errors import DatasetFormatError, lookup
 from .convert import testsets, trainsets
 
 
@@ -47,10 +47,7 @@ DATASETS: dict[str, DatasetSpec] = {d.name: d for d in (
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise UnknownNameError("dataset", name, list(DATASETS)) from None
+    return lookup(DATASETS, name, "dataset")
 
 
 def convert(name: str, src: str | Path, dst: str | Path) -> dict:

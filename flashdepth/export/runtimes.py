@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ExportError, UnknownNameError, require_modules
+from ..errors import ExportError, lookup, require_modules
 
 #: input name -> float32 torch tensor (on the runner's device); the runtime returns the outputs, as
 #: torch tensors on the same device, in the graph's order
@@ -145,8 +145,6 @@ GRAPH_RUNTIMES: dict[str, GraphRuntime] = {r.name: r for r in (
 
 def get_runtime(name: str) -> GraphRuntime:
     """The row of ``name``, its modules checked (:class:`~flashdepth.errors.MissingDependencyError`)."""
-    if name not in GRAPH_RUNTIMES:
-        raise UnknownNameError("graph runtime", name, list(GRAPH_RUNTIMES))
-    runtime = GRAPH_RUNTIMES[name]
+    runtime = lookup(GRAPH_RUNTIMES, name, "graph runtime")
     runtime.check()
     return runtime

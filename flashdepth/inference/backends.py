@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ..errors import UnknownNameError, require_modules
+from ..errors import lookup, require_modules
 from ..export.runtimes import GRAPH_RUNTIMES, GraphRuntime
 
 if TYPE_CHECKING:  # the table is read by the command line, which must start without torch
@@ -161,8 +161,6 @@ def graph_file_backends() -> list[str]:
 
 
 def get_backend(name: str) -> Backend:
-    if name not in BACKENDS:
-        raise UnknownNameError("backend", name, list(BACKENDS))
-    backend = BACKENDS[name]
+    backend = lookup(BACKENDS, name, "backend")
     backend.check()
     return backend

@@ -203,6 +203,11 @@ class DepthSession:
             depth, state, finite = self._forward(x, state)
             return resize_depth(depth, size).cpu().numpy(), state, finite
 
+    @property
+    def in_flight(self) -> bool:
+        """Whether a frame given to :meth:`submit` awaits :meth:`flush` (or the next ``submit``)."""
+        return self._pending is not None
+
     def _require_idle(self, what: str) -> None:
         if self._pending is not None:
             raise StreamStateError(f"{what}() was called while a frame given to submit() is in flight; "

@@ -161,8 +161,6 @@ DEFAULT_ALIGNMENT = "scale-shift"
 
 def get_alignment(name: str) -> Alignment:
     """The row of ``name``; an unknown name is an error listing the valid ones."""
-    from ..errors import UnknownNameError
+    from ..errors import lookup
 
-    if name not in ALIGNMENTS:
-        raise UnknownNameError("alignment", name, ALIGNMENTS)
-    return ALIGNMENTS[name]
+    return lookup(ALIGNMENTS, name, "alignment")

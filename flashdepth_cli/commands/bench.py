@@ -39,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=list(PRECISIONS), help="default fp32")
     p.add_argument("--backend", nargs="+", default=["torch"], choices=list(BACKENDS),
                    help=f"default torch; from: {', '.join(BACKENDS)}")
+    from flashdepth.apps.bench import BENCH_MODES
+
+    p.add_argument("--mode", nargs="+", default=["streaming"], choices=list(BENCH_MODES),
+                   help="default streaming; " + "; ".join(f"{k}: {v}" for k, v in BENCH_MODES.items())
+                   + " (a model without a windowed mode is skipped there)")
     p.add_argument("--no-reference", action="store_true", help="skip timing the reference paths")
     p.add_argument("--json", help="write the records (and the machine) to this file at the end")
     p.add_argument("--jsonl", help="append each record to this file (one JSON line, with the machine) as soon as it "
@@ -46,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flashdepth.apps.bench import BenchCase, bench_case, machine, matmul_peak_gflops, summary_header, summary_row
+    from flashdepth.apps.bench import (BenchCase, NoWindowedModeError, bench_case, machine, matmul_peak_gflops,
+                                       summary_header, summary_row)
     from flashdepth.device import dtype_of, resolve_device
 
     for h, w in args.size:
@@ -62,10 +68,15 @@ def main(args: argparse.Namespace) -> int:
     for model in args.model:
         for size in args.size:
             for precision in args.precision:
-                for backend in args.backend:
-                    case = BenchCase(model, size, precision, backend, str(device))
-                    record = bench_case(case, frames=args.frames, warmup=args.warmup,
-                                        reference=not args.no_reference, peak_gflops=peaks[precision])
+                for backend, mode in ((b, m) for b in args.backend for m in args.mode
+                                      if m == "streaming" or b == "torch"):  # windows: torch only
+                    case = BenchCase(model, size, precision, backend, str(device), mode=mode)
+                    try:
+                        record = bench_case(case, frames=args.frames, warmup=args.warmup,
+                                            reference=not args.no_reference, peak_gflops=peaks[precision])
+                    except NoWindowedModeError:
+                        print(f"| {model} | {mode} | (skipped: {model} has no windowed mode) |", flush=True)
+                        continue
                     records.append(record)
                     print(summary_row(record), flush=True)
                     if args.jsonl:
