@@ -59,6 +59,10 @@ step l-518 90 "${bench[@]}" --model flashdepth-l --size 518x924 --precision bf16
 step s-2k 90 "${bench[@]}" --model flashdepth-s --size 1148x2044 --precision bf16 --backend torch --no-reference
 # fp32 (IEEE) and tf32 against the references, as the CPU figures are taken.
 step s-518-fp32 90 "${bench[@]}" --model flashdepth-s --size 518x518 --precision fp32 tf32 --backend torch
+# The peers side by side at one size, in one process: FlashDepth S/L/Full, Video Depth Anything S/L
+# streaming and windowed (32-frame windows: per new frame, and the first depth after a window), and
+# Depth Anything V2 S/L (models without a windowed mode are skipped there).
+step peers 150 "${bench[@]}" --model flashdepth-s flashdepth-l flashdepth video-depth-anything-small video-depth-anything-large depth-anything-v2-small depth-anything-v2-large --size 518x924 --precision bf16 --backend torch --mode streaming windowed --no-reference
 # TensorRT from the exported graph (fp16 engine built by trtexec), when TensorRT is installed.
 if command -v trtexec >/dev/null 2>&1; then
   step export-l-518 120 python -m flashdepth_cli export onnx --model flashdepth-l --random-weights --size 518x924 -o "$OUT/l-518.onnx"

@@ -136,7 +136,7 @@ esac
     assert done.returncode == 1, done.stdout + done.stderr
     summary = (out / "summary.txt").read_text()
     assert "FAIL  gpu-tests (exit 1" in summary and "FAIL  full-2k-cudagraphs (exit 3" in summary
-    for later in ("ok    full-2k ", "ok    l-518", "ok    s-2k", "ok    s-518-fp32"):
+    for later in ("ok    full-2k ", "ok    l-518", "ok    s-2k", "ok    s-518-fp32", "ok    peers"):
         assert later in summary
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     benches = [c for c in calls if "flashdepth_cli bench" in c]
