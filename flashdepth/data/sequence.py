@@ -66,6 +66,22 @@ def _check_keys(data: dict, allowed: set, where: str) -> None:
         raise DatasetFormatError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}")
 
 
+def _read_meta(folder: Path, name: str, what: str, keys: set, fmt: str, hint: str = "") -> dict:
+    """``folder/name`` (a sequence's or a dataset's JSON): present, valid JSON, known keys only,
+    of format ``fmt`` version 1; otherwise a DatasetFormatError saying which of these failed."""
+    meta_path = folder / name
+    if not meta_path.is_file():
+        raise DatasetFormatError(f"{folder} is not a {what} folder (no {name}){hint}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DatasetFormatError(f"{meta_path} is not valid JSON ({e})") from None
+    _check_keys(meta, keys, str(meta_path))
+    if meta.get("format") != fmt or meta.get("version") != 1:
+        raise DatasetFormatError(f"{meta_path}: expected format {fmt!r} version 1")
+    return meta
+
+
 def to_inverse_depth(stored: np.ndarray, spec: DepthSpec, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """Stored ground truth -> inverse depth with -1 invalid and 0 sky (the loader contract)."""
     v = stored.astype(np.float64)
@@ -92,15 +108,7 @@ class SequenceFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         meta_path = self.path / "sequence.json"
-        if not meta_path.is_file():
-            raise DatasetFormatError(f"{self.path} is not a sequence folder (no sequence.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetFormatError(f"{meta_path} is not valid JSON ({e})") from None
-        _check_keys(meta, _SEQUENCE_KEYS, str(meta_path))
-        if meta.get("format") != SEQUENCE_FORMAT or meta.get("version") != 1:
-            raise DatasetFormatError(f"{meta_path}: expected format {SEQUENCE_FORMAT!r} version 1")
+        meta = _read_meta(self.path, "sequence.json", "sequence", _SEQUENCE_KEYS, SEQUENCE_FORMAT)
         self.meta = meta
         self.depth_spec = None
         if meta.get("depth"):
@@ -181,16 +189,8 @@ class DatasetFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         meta_path = self.path / "dataset.json"
-        if not meta_path.is_file():
-            raise DatasetFormatError(f"{self.path} is not a dataset folder (no dataset.json); "
-                                     "convert the data with `flashdepth convert` first")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetFormatError(f"{meta_path} is not valid JSON ({e})") from None
-        _check_keys(meta, _DATASET_KEYS, str(meta_path))
-        if meta.get("format") != DATASET_FORMAT or meta.get("version") != 1:
-            raise DatasetFormatError(f"{meta_path}: expected format {DATASET_FORMAT!r} version 1")
+        meta = _read_meta(self.path, "dataset.json", "dataset", _DATASET_KEYS, DATASET_FORMAT,
+                          "; convert the data with `flashdepth convert` first")
         _require(meta, ("name",), str(meta_path))
         self.meta = meta
         self.name = meta["name"]
