@@ -226,9 +226,9 @@ def _quantize_int8(path: Path, meta: dict[str, str]) -> None:
 
 def _copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """The same weights in ``dtype``, leaving the caller's model as it is."""
-    from ..models import FlashDepth
+    from ..models import build_model
 
-    copy = FlashDepth(model.config).to(next(model.parameters()).device)
+    copy = build_model(model.config).to(next(model.parameters()).device)
     copy.load_state_dict(model.state_dict())
     return copy.to(dtype).eval().requires_grad_(False)
 

@@ -130,10 +130,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 @functools.cache
 def registry_layout(name: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a registered model's state dict (built on the meta device: no memory)."""
-    from ..models import FlashDepth
+    from ..models import build_model
 
     with torch.device("meta"):
-        model = FlashDepth(get_config(name))
+        model = build_model(get_config(name))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -193,7 +193,7 @@ def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig]
     A Depth Anything V2 checkpoint with ``variant="flashdepth-s"`` / ``"flashdepth-l"`` builds that
     FlashDepth model with its temporal module at the published zero initialisation (for training).
     """
-    from ..models import FlashDepth
+    from ..models import build_model
 
     state_dict, meta = read_checkpoint(path)
     if variant is None:
@@ -205,7 +205,7 @@ def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig]
             detected = detect_variant(state_dict, meta).name
         except CheckpointError:
             detected = "unrecognised"
-    model = FlashDepth(config)
+    model = build_model(config)
     if config.temporal is not None and config.fusion is None and _is_single_frame_of(state_dict, model):
         # Depth Anything V2 -> FlashDepth-S/-L: every key but the temporal module must be there.
         check_fit(model, state_dict, f"{path} does not fit {config.name}", allow_missing_prefixes=("mamba.",))
