@@ -233,3 +233,18 @@ def test_position_table_is_the_sinusoid_of_the_checkpoints():
     assert torch.allclose(table[0, 3, 1::2], torch.cos(3 * 10000 ** (-torch.arange(0, 64, 2) / 64)), atol=1e-6)
     names = dict(tiny_model().named_buffers())
     assert all(k.endswith("pos_encoder.pe") for k in names) and len(names) == 8
+
+
+def test_source_is_told_by_the_keys_and_named_in_errors(tmp_path):
+    from flashdepth.inference.weights import checkpoint_source
+
+    model = tiny_model(9)
+    state = model.state_dict()
+    assert checkpoint_source(state) == "Video Depth Anything"
+    assert checkpoint_source(flashdepth.create_model(flashdepth.get_config("flashdepth-tiny-synthetic")).state_dict()) \
+        == "FlashDepth"
+    torch.save(state, tmp_path / "tiny.pth")  # a layout no row has
+    with pytest.raises(CheckpointError, match="Video Depth Anything weights match no registered model"):
+        flashdepth.load_model(tmp_path / "tiny.pth")
+    with pytest.raises(CheckpointError, match="unrecognised Video Depth Anything weights"):
+        flashdepth.load_model(tmp_path / "tiny.pth", variant="flashdepth-tiny-synthetic")

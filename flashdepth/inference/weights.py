@@ -4,6 +4,8 @@ Sources, told apart by their keys:
   * ours          -- ``{"model": state_dict, "config": {...}, "format": "flashdepth", ...}``
   * FlashDepth    -- the published checkpoints, ``{"model": state_dict, "step": ..., ...}``
                      with ``mamba.*`` keys (and ``teacher_model.*`` for the Full model)
+  * Video Depth Anything -- a bare state dict with ``head.motion_modules.*`` keys (the relative and
+                     metric models share one layout: a metric file is loaded by name or ``variant=``)
   * Depth Anything V2 -- a bare state dict without ``mamba.*`` keys
 Files are read with ``torch.load(map_location="cpu", weights_only=True)`` (never running code from
 the file) or as ``.safetensors``. ``module.`` / ``_orig_mod.`` prefixes (DDP, torch.compile) are
@@ -143,6 +145,20 @@ def _layout_differences(layout: Mapping[str, tuple], state_dict: Mapping[str, to
     return len(keys) + shapes
 
 
+def checkpoint_source(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mapping[str, Any]] = None) -> str:
+    """Which family wrote a checkpoint, from its keys (ours: from the stored format)."""
+    meta = meta or {}
+    if meta.get("format") == FORMAT:
+        return "flashdepth (with config)"
+    if any(k.startswith("head.motion_modules.") for k in state_dict):
+        return "Video Depth Anything"
+    if any(k.startswith("mamba.") for k in state_dict):
+        return "FlashDepth"
+    if any(k.startswith("depth_head.") for k in state_dict):
+        return "Depth Anything V2"
+    return "unknown"
+
+
 def detect_variant(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mapping[str, Any]] = None) -> ModelConfig:
     """The config of the model a state dict was saved from.
 
@@ -159,7 +175,7 @@ def detect_variant(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mappin
     closest = min(differences, key=differences.get)
     if differences[closest] == 0:
         return get_config(closest)
-    raise CheckpointError(f"these weights match no registered model (closest: {closest}, "
+    raise CheckpointError(f"these {checkpoint_source(state_dict)} weights match no registered model (closest: {closest}, "
                           f"{differences[closest]} keys or shapes differ); pass the model's config or a "
                           f"registered variant explicitly (variant=...), one of: {', '.join(list_models())}")
 
@@ -204,7 +220,7 @@ def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig]
         try:
             detected = detect_variant(state_dict, meta).name
         except CheckpointError:
-            detected = "unrecognised"
+            detected = f"unrecognised {checkpoint_source(state_dict, meta)}"
     model = build_model(config)
     if config.temporal is not None and config.fusion is None and _is_single_frame_of(state_dict, model):
         # Depth Anything V2 -> FlashDepth-S/-L: every key but the temporal module must be there.

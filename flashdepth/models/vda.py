@@ -223,6 +223,21 @@ class TemporalDPTHead(DPTHead):
         self.motion_modules = nn.ModuleList(MotionModule(c, motion) for c in (oc[2], oc[3], f, f))
 
 
+def stream_state_shapes(config: ModelConfig, height: int, width: int, batch: int = 1) -> list[tuple[int, ...]]:
+    """Shapes of a Video Depth Anything stream state for height x width frames: ``started`` (B, 1),
+    then per motion attention, module by module, (B, tokens, stream_slots, channels)."""
+    p = config.vit.patch_size
+    ph, pw = height // p, width // p
+    grids = (ph * pw, ((ph + 1) // 2) * ((pw + 1) // 2), ph * pw, 4 * ph * pw)  # layer_3, layer_4, path_4, path_3
+    oc, f = config.dpt.out_channels, config.dpt.features
+    motion = config.motion
+    per_module = motion.num_blocks * motion.attention_blocks
+    shapes: list[tuple[int, ...]] = [(batch, 1)]
+    for tokens, channels in zip(grids, (oc[2], oc[3], f, f)):
+        shapes += [(batch, tokens, motion.stream_slots, channels)] * per_module
+    return shapes
+
+
 class VideoDepthAnything(FlashDepth):
     """Video Depth Anything (relative or metric, S/B/L). It shares FlashDepth's stream interface
     (``forward``, ``forward_sequence``, ``run_frames``, the input checks, fast paths, casting), with
@@ -251,17 +266,8 @@ class VideoDepthAnything(FlashDepth):
 
     # --------------------------------------------------------------------------- the state
     def cache_shapes(self, height: int, width: int, batch: int = 1) -> list[tuple[int, ...]]:
-        """Shapes of the stream state's tensors for height x width frames: ``started`` (B, 1), then
-        per motion attention (B, tokens, stream_slots, channels)."""
-        p = self.patch_size
-        ph, pw = height // p, width // p
-        grids = (ph * pw, ((ph + 1) // 2) * ((pw + 1) // 2), ph * pw, 4 * ph * pw)  # layer_3, layer_4, path_4, path_3
-        oc, f = self.config.dpt.out_channels, self.config.dpt.features
-        slots = self.config.motion.stream_slots
-        shapes: list[tuple[int, ...]] = [(batch, 1)]
-        for module, tokens, channels in zip(self.head.motion_modules, grids, (oc[2], oc[3], f, f)):
-            shapes += [(batch, tokens, slots, channels)] * module.num_caches
-        return shapes
+        """Shapes of the stream state's tensors for height x width frames (:func:`stream_state_shapes`)."""
+        return stream_state_shapes(self.config, height, width, batch)
 
     def start_state(self, batch: int, height: int, width: int, device=None) -> tuple[torch.Tensor, ...]:
         """The all-zero state tensors of a new stream (what ``state=None`` means)."""
@@ -365,5 +371,5 @@ class VideoDepthAnything(FlashDepth):
 
         layers, ph, pw = self._levels(video)
         depth = self._decode(layers, ph, pw, temporal)
-        state[0] = torch.ones_like(started)
+        state[0] = started.clamp(1.0, 1.0)  # 1 from now on (computed from the input: no constant graph output)
         return depth.reshape(b, t, height, width), tuple(state)
