@@ -248,3 +248,17 @@ def test_source_is_told_by_the_keys_and_named_in_errors(tmp_path):
         flashdepth.load_model(tmp_path / "tiny.pth")
     with pytest.raises(CheckpointError, match="unrecognised Video Depth Anything weights"):
         flashdepth.load_model(tmp_path / "tiny.pth", variant="flashdepth-tiny-synthetic")
+
+
+def test_resizing_keeps_the_bicubic_overshoot_as_the_official_transform():
+    from flashdepth.inference.preprocess import normalise
+
+    edge = torch.zeros(3, 40, 60)
+    edge[:, :, 30:] = 1.0  # a hard edge: bicubic overshoots on both sides of it
+    vda = flashdepth.get_config("video-depth-anything-small").input
+    dav2 = flashdepth.get_config("depth-anything-v2-small").input
+    mean, std = torch.tensor(vda.mean).view(3, 1, 1), torch.tensor(vda.std).view(3, 1, 1)
+    kept = normalise(edge, (70, 98), vda)[0] * std + mean  # back to [0, 1] pixel values
+    clipped = normalise(edge, (70, 98), dav2)[0] * std + mean
+    assert kept.min() < -0.01 and kept.max() > 1.01
+    assert clipped.min() > -1e-6 and clipped.max() < 1 + 1e-6
