@@ -126,6 +126,46 @@ class FusionConfig:
                f"fusion.teacher_resolution={self.teacher_resolution} must be positive")
 
 
+@dataclass(frozen=True)
+class MotionConfig:
+    """Video Depth Anything's temporal head: four motion modules (temporal self-attention across
+    frames, per token) inside the DPT decoder, on the projected levels 3 and 4 and on path_4 and path_3.
+
+    ``window`` is the clip length the published models were trained on: the length of the
+    sinusoidal frame-position table and of the official offline windows. The official streaming
+    mode caches the attention inputs of past frames: each frame attends to ``stream_head`` of the
+    oldest cached frames and the ``window - 1 - stream_head`` newest, out of a queue of
+    ``stream_slots`` (the official code's 2, 29 and 42 for a 32-frame window).
+    """
+
+    num_heads: int = 8
+    num_blocks: int = 1  # transformer blocks per motion module
+    attention_blocks: int = 2  # temporal attentions per block (each with its own cache)
+    norm_groups: int = 32  # GroupNorm groups at each module's input
+    window: int = 32
+    overlap: int = 10  # frames shared by consecutive offline windows
+    interp: int = 8  # of which, frames blended between the two windows
+    stream_head: int = 2
+    stream_slots: int = 42
+    # True: the head's ReLU output is depth in metres (the metric models); False: relative inverse depth
+    metric: bool = False
+
+    def validate(self) -> None:
+        _check(self.num_heads > 0 and self.num_blocks > 0 and self.attention_blocks > 0 and self.norm_groups > 0,
+               "motion.num_heads, num_blocks, attention_blocks and norm_groups must be positive")
+        _check(0 < self.interp <= self.overlap < self.window,
+               f"motion.interp={self.interp}, overlap={self.overlap} and window={self.window} must satisfy "
+               "0 < interp <= overlap < window")
+        _check(0 < self.stream_head < self.window - 1 and self.stream_slots >= self.window,
+               f"motion.stream_head={self.stream_head} must be in (0, window - 1) and "
+               f"motion.stream_slots={self.stream_slots} at least window={self.window}")
+
+    @property
+    def stream_tail(self) -> int:
+        """How many of the newest cached frames a streamed frame attends to."""
+        return self.window - 1 - self.stream_head
+
+
 #: evaluation resolutions: a dataset's official sizes ("base", "2k") or the frames' own ("native")
 EVAL_PRESETS = ("base", "2k", "native")
 #: compute precisions: name -> torch dtype name (autocast below fp32). fp32 is IEEE float32 on
@@ -146,12 +186,20 @@ class InputConfig:
     short_side: int = 0  # 0: native resolution (long side capped); N: the short side is scaled to N
     long_side_cap: int = 2044  # native resolution: longer sides are scaled down to this
     eval_preset: str = "base"  # the official evaluation resolution of this model (one of EVAL_PRESETS)
+    # Video Depth Anything's rule for elongated frames: when long/short exceeds max_aspect, the short
+    # side becomes round(int(short_side * aspect_scale / ratio) / patch) * patch. 0: no such rule.
+    max_aspect: float = 0.0
+    aspect_scale: float = 0.0
+    clip: bool = True  # clamp resized pixels to [0, 1] (False: keep bicubic overshoot, as cv2 on floats does)
 
     def validate(self) -> None:
         _check(len(self.mean) == 3 and len(self.std) == 3 and all(s > 0 for s in self.std),
                f"input.mean={self.mean} and input.std={self.std} need 3 values each, std positive")
         _check(self.short_side >= 0, f"input.short_side={self.short_side} must be 0 (native) or a size in pixels")
         _check(self.long_side_cap > 0, f"input.long_side_cap={self.long_side_cap} must be positive")
+        _check(self.max_aspect == 0 or (self.max_aspect >= 1 and self.aspect_scale > 0 and self.short_side > 0),
+               f"input.max_aspect={self.max_aspect} must be 0 (no rule) or at least 1, with input.aspect_scale > 0 "
+               "and a short_side")
         _check(self.eval_preset in EVAL_PRESETS,
                f"input.eval_preset={self.eval_preset!r}; use one of {', '.join(EVAL_PRESETS)}")
 
@@ -166,10 +214,13 @@ class ModelConfig:
     temporal: Optional[TemporalConfig] = None
     fusion: Optional[FusionConfig] = None
     input: InputConfig = field(default_factory=InputConfig)
+    motion: Optional[MotionConfig] = None  # Video Depth Anything's temporal attention head
 
     @property
     def unit(self) -> OutputUnit:
         """What the model outputs (a row of :data:`UNITS`), from its head."""
+        if self.motion is not None and self.motion.metric:
+            return UNITS["metric-depth"]
         return self.dpt.unit
 
     def validate(self) -> "ModelConfig":
@@ -181,6 +232,15 @@ class ModelConfig:
             d_inner = self.temporal.expand * self.dpt.features
             _check(d_inner % self.temporal.headdim == 0,
                    f"temporal.expand*dpt.features={d_inner} is not divisible by temporal.headdim={self.temporal.headdim}")
+        if self.motion is not None:
+            self.motion.validate()
+            _check(self.temporal is None and self.fusion is None,
+                   "motion (Video Depth Anything's head) excludes temporal and fusion (FlashDepth's parts)")
+            _check(self.dpt.max_depth == 0, "a motion head ends in a ReLU: set motion.metric, not dpt.max_depth")
+            widths = (self.dpt.out_channels[2], self.dpt.out_channels[3], self.dpt.features)
+            _check(all(c % self.motion.norm_groups == 0 and c % self.motion.num_heads == 0 for c in widths),
+                   f"the motion modules' widths {widths} must be multiples of motion.norm_groups="
+                   f"{self.motion.norm_groups} and motion.num_heads={self.motion.num_heads}")
         if self.fusion is not None:
             self.fusion.validate()
             _check(self.dpt.features % self.fusion.num_heads == 0,

@@ -19,6 +19,9 @@ VARIANTS = {
     # The metric models keep the relative models' layout: only the head's last activation differs.
     **{f"depth-anything-v2-metric-{scene}-{size}": f"dav2-vit{size[0]}" for scene in ("indoor", "outdoor")
        for size in ("small", "base", "large")},
+    # Video Depth Anything: the metric checkpoints have the relative ones' layout (the same network).
+    **{f"{prefix}video-depth-anything-{size}": f"vda-vit{size[0]}" for prefix in ("", "metric-")
+       for size in ("small", "base", "large")},
 }
 
 

@@ -156,7 +156,11 @@ def test_detection_of_every_published_layout_on_meta():
         with torch.device("meta"):
             state = flashdepth.create_model(name).state_dict()
         config = flashdepth.get_config(name)
-        if config.unit.metric:
+        if config.motion is not None and config.motion.metric:
+            # The same for Video Depth Anything's metric models (docs/vda.md).
+            config = config.replace(name=name.removeprefix("metric-"),
+                                    motion=dataclasses.replace(config.motion, metric=False))
+        elif config.unit.metric:
             # The metric models have the relative models' keys and shapes (only the head's last,
             # parameter-free activation differs): a file alone loads as the relative model, and a
             # metric checkpoint is loaded by name or with variant= (docs/metric.md).

@@ -35,7 +35,9 @@ METADATA_KEYS = {
     "flashdepth.input_mean": "RGB mean subtracted from [0, 1] pixels",
     "flashdepth.input_std": "RGB std the centred pixels are divided by",
     "flashdepth.batch": "the batch size, or \"dynamic\"",
-    "flashdepth.state_shapes": "[[B, nheads, headdim, d_state], ...] per state_in_i (B: the batch); [] if per-frame",
+    "flashdepth.state_shapes": "[[B, nheads, headdim, d_state], ...] per state_in_i (B: the batch); [] if per-frame; "
+                               "Video Depth Anything: [[B, 1], [B, tokens, slots, channels], ...] (a started flag, then "
+                               "the frame cache of each temporal attention)",
     "flashdepth.precision": "fp32; fp16 (float16 compute inside; inputs and outputs stay float32); int8 (dynamic "
                             "int8 matrix multiplies)",
     "flashdepth.output": "what depth holds",
@@ -75,8 +77,17 @@ class StepGraph(nn.Module):
         return (depth, *(s.float() for s in state_out))
 
 
-def state_shapes(config: ModelConfig, batch: int = 1) -> list[tuple[int, int, int, int]]:
-    """Shapes of ``state_in_i`` for ``config``: (batch, nheads, headdim, d_state) per Mamba block."""
+def state_shapes(config: ModelConfig, batch: int = 1, size: Optional[tuple[int, int]] = None
+                 ) -> list[tuple[int, ...]]:
+    """Shapes of ``state_in_i`` for ``config``: (batch, nheads, headdim, d_state) per Mamba block;
+    for Video Depth Anything (``config.motion``), whose cache grows with the frame, those of
+    :func:`~flashdepth.models.vda.stream_state_shapes` at ``size`` (H, W)."""
+    if config.motion is not None:
+        from ..models.vda import stream_state_shapes
+
+        if size is None:
+            raise ExportError(f"{config.name}'s stream state depends on the frame size: pass size=(H, W)")
+        return stream_state_shapes(config, int(size[0]), int(size[1]), batch)
     t = config.temporal
     if t is None:
         return []
@@ -134,8 +145,8 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
     # torch.export specialises a dimension of size 1, so a dynamic batch is traced with 2
     example_batch = 2 if dynamic else int(batch)
     frame = torch.zeros(example_batch, 3, h, w, device=reference.device)
-    states = [torch.zeros(s, device=reference.device) for s in state_shapes(config, example_batch)]
-    names = ExportedGraph(Path(path), config, (h, w), None, tuple(map(tuple, state_shapes(config))), "")
+    states = [torch.zeros(s, device=reference.device) for s in state_shapes(config, example_batch, (h, w))]
+    names = ExportedGraph(Path(path), config, (h, w), None, tuple(map(tuple, state_shapes(config, 1, (h, w)))), "")
     dynamic_shapes = None
     if dynamic:
         b = torch.export.Dim("batch", min=1, max=1024)
@@ -151,7 +162,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
         except Exception as e:  # the exporter raises many kinds; say which model and size failed
             raise ExportError(f"exporting {config.name} at {h}x{w} to ONNX failed: {type(e).__name__}: {e}") from e
     proto = program.model_proto
-    shapes = state_shapes(config, 0 if dynamic else int(batch))
+    shapes = state_shapes(config, 0 if dynamic else int(batch), (h, w))
     meta = {
         "flashdepth.version": __version__,
         "flashdepth.variant": config.name,
@@ -163,8 +174,9 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ba
         "flashdepth.batch": "dynamic" if dynamic else str(int(batch)),
         "flashdepth.state_shapes": json.dumps([list(s) for s in shapes]),
         "flashdepth.precision": "fp16" if fp16 else "int8" if int8 else "fp32",
-        "flashdepth.output": "inverse depth (disparity) on the model's scale (published weights: about 100 / metres); "
-                             "0 at the sky",
+        "flashdepth.output": ("depth in metres" if config.unit.metric else
+                              "inverse depth (disparity) on the model's scale (published weights: about 100 / metres); "
+                              "0 at the sky"),
         "flashdepth.input_layout": "NCHW",
         "flashdepth.channel_order": "RGB",
         "flashdepth.input_range": "[0, 1]",
@@ -226,9 +238,9 @@ def _quantize_int8(path: Path, meta: dict[str, str]) -> None:
 
 def _copy_as(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """The same weights in ``dtype``, leaving the caller's model as it is."""
-    from ..models import FlashDepth
+    from ..models import build_model
 
-    copy = FlashDepth(model.config).to(next(model.parameters()).device)
+    copy = build_model(model.config).to(next(model.parameters()).device)
     copy.load_state_dict(model.state_dict())
     return copy.to(dtype).eval().requires_grad_(False)
 
@@ -304,7 +316,7 @@ def _parse_metadata(path: Path, meta: dict[str, str]) -> ExportedGraph:
     if batch == 0:
         raise _bad(path, "flashdepth.batch", f"is {_short(batch_text)}, not a positive whole number or \"dynamic\"")
     shapes = _json(path, meta, "flashdepth.state_shapes")
-    expected = [list(s) for s in state_shapes(config, batch or 0)]
+    expected = [list(s) for s in state_shapes(config, batch or 0, (size[0], size[1]))]
     if shapes != expected:
         raise _bad(path, "flashdepth.state_shapes", f"is {_short(meta['flashdepth.state_shapes'], 60)} but the "
                                                     f"configuration's state is {json.dumps(expected)}")

@@ -58,7 +58,20 @@ def model_processing_size(config: ModelConfig, height: int, width: int,
     rule = config.input
     if resolution:
         return processing_size(height, width, config.vit.patch_size, int(resolution), rule.long_side_cap, explicit=True)
+    if rule.max_aspect and rule.short_side:
+        # Video Depth Anything's transform: applied to every frame (no "as it is" shortcut)
+        return processing_size(height, width, config.vit.patch_size, aspect_short_side(rule, height, width,
+                               config.vit.patch_size), rule.long_side_cap, explicit=True)
     return processing_size(height, width, config.vit.patch_size, rule.short_side, rule.long_side_cap)
+
+
+def aspect_short_side(rule: InputConfig, height: int, width: int, patch: int = 14) -> int:
+    """The short side of ``rule`` for a height x width frame: ``short_side``, or for frames more
+    elongated than ``max_aspect`` the smaller one Video Depth Anything uses (its 16:9 memory rule)."""
+    ratio = max(height, width) / min(height, width)
+    if not rule.max_aspect or ratio <= rule.max_aspect:
+        return rule.short_side
+    return round(int(rule.short_side * rule.aspect_scale / ratio) / patch) * patch
 
 
 def to_float_rgb(frame: torch.Tensor) -> torch.Tensor:
@@ -87,7 +100,9 @@ def normalise(rgb: torch.Tensor, size: tuple[int, int], rule: InputConfig = Inpu
     the model's mean and std."""
     x = rgb[None]
     if tuple(x.shape[-2:]) != tuple(size):
-        x = interpolate_bicubic(x, size=size, align_corners=False).clamp_(0.0, 1.0)
+        x = interpolate_bicubic(x, size=size, align_corners=False)
+        if rule.clip:
+            x = x.clamp_(0.0, 1.0)
     mean, std = normalisation_tensors(tuple(rule.mean), tuple(rule.std), x.device, x.dtype)  # (1, 3, 1, 1) each
     return (x - mean) / std
 

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import DPTConfig, FusionConfig, InputConfig, ModelConfig, TemporalConfig, ViTConfig
+from ..config import DPTConfig, FusionConfig, InputConfig, ModelConfig, MotionConfig, TemporalConfig, ViTConfig
 from ..errors import UnknownModelError
 
 VIT_S = ViTConfig(embed_dim=384, depth=12, num_heads=6, layer_indices=(2, 5, 8, 11))
@@ -29,6 +29,11 @@ SHORT_518 = InputConfig(short_side=518)  # Depth Anything V2's transform: short 
 FULL_2K = InputConfig(eval_preset="2k")  # the Full model is evaluated at 2K
 
 FLASHDEPTH_REPO = "Eyeline-Research/FlashDepth"
+
+# Video Depth Anything's transform: the short side to 518 (bicubic, no clipping), except that frames
+# more elongated than 1.78:1 get a short side of round(int(518 * 1.777 / ratio) / 14) * 14.
+VDA_INPUT = InputConfig(short_side=518, max_aspect=1.78, aspect_scale=1.777, clip=False)
+VDA_REPO = "depth-anything"
 
 # The demonstration model trained by this package on synthetic scenes (docs/tiny-synthetic.md):
 # 126x224 frames give a 9x16 token grid; path_3 (18x32) pooled by 1/4 gives the SSM 4x8 tokens.
@@ -111,6 +116,18 @@ _MODELS: dict[str, ModelSpec] = {
         for size, code, vit, dpt, licence in (("small", "vits", VIT_S, DPT_S, "Apache-2.0"),
                                               ("base", "vitb", VIT_B, DPT_B, "CC-BY-NC-4.0"),
                                               ("large", "vitl", VIT_L, DPT_L, "CC-BY-NC-4.0"))},
+    **{f"{prefix}video-depth-anything-{size}": ModelSpec(
+        ModelConfig(name=f"{prefix}video-depth-anything-{size}", vit=vit, dpt=dpt, input=VDA_INPUT,
+                    motion=MotionConfig(metric=bool(prefix))),
+        HubFile(f"{VDA_REPO}/{prefix.title()}Video-Depth-Anything-{size.title()}",
+                f"{prefix.replace('-', '_')}video_depth_anything_{code}.pth"),
+        f"Video Depth Anything{' metric' if prefix else ''} ViT-{code[-1].upper()}: Depth Anything V2 with temporal "
+        f"attention; {'depth in metres' if prefix else 'relative inverse depth'} (streaming; 32-frame windows offline)",
+        licence)
+        for prefix in ("", "metric-")
+        for size, code, vit, dpt, licence in (("small", "vits", VIT_S, DPT_S, "Apache-2.0"),
+                                              ("base", "vitb", VIT_B, DPT_B, "CC-BY-NC-4.0"),
+                                              ("large", "vitl", VIT_L, DPT_L, "CC-BY-NC-4.0"))},
     "flashdepth-tiny-synthetic": ModelSpec(
         ModelConfig(name="flashdepth-tiny-synthetic", vit=VIT_TINY, dpt=DPT_TINY, temporal=TEMPORAL_TINY,
                     input=TINY_INPUT),
@@ -136,7 +153,7 @@ def get_config(name: str) -> ModelConfig:
 
 def create_model(name_or_config: str | ModelConfig, device: Optional[str] = None):
     """Build a model with freshly initialised weights (no download)."""
-    from ..models import FlashDepth
+    from ..models import build_model
 
     config = name_or_config if isinstance(name_or_config, ModelConfig) else get_config(name_or_config)
-    return FlashDepth(config) if device is None else FlashDepth(config).to(device)
+    return build_model(config) if device is None else build_model(config).to(device)

@@ -4,6 +4,8 @@ Sources, told apart by their keys:
   * ours          -- ``{"model": state_dict, "config": {...}, "format": "flashdepth", ...}``
   * FlashDepth    -- the published checkpoints, ``{"model": state_dict, "step": ..., ...}``
                      with ``mamba.*`` keys (and ``teacher_model.*`` for the Full model)
+  * Video Depth Anything -- a bare state dict with ``head.motion_modules.*`` keys (the relative and
+                     metric models share one layout: a metric file is loaded by name or ``variant=``)
   * Depth Anything V2 -- a bare state dict without ``mamba.*`` keys
 Files are read with ``torch.load(map_location="cpu", weights_only=True)`` (never running code from
 the file) or as ``.safetensors``. ``module.`` / ``_orig_mod.`` prefixes (DDP, torch.compile) are
@@ -130,10 +132,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 @functools.cache
 def registry_layout(name: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a registered model's state dict (built on the meta device: no memory)."""
-    from ..models import FlashDepth
+    from ..models import build_model
 
     with torch.device("meta"):
-        model = FlashDepth(get_config(name))
+        model = build_model(get_config(name))
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -141,6 +143,20 @@ def _layout_differences(layout: Mapping[str, tuple], state_dict: Mapping[str, to
     keys = set(layout) ^ set(state_dict)
     shapes = sum(1 for k in set(layout) & set(state_dict) if tuple(state_dict[k].shape) != layout[k])
     return len(keys) + shapes
+
+
+def checkpoint_source(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mapping[str, Any]] = None) -> str:
+    """Which family wrote a checkpoint, from its keys (ours: from the stored format)."""
+    meta = meta or {}
+    if meta.get("format") == FORMAT:
+        return "flashdepth (with config)"
+    if any(k.startswith("head.motion_modules.") for k in state_dict):
+        return "Video Depth Anything"
+    if any(k.startswith("mamba.") for k in state_dict):
+        return "FlashDepth"
+    if any(k.startswith("depth_head.") for k in state_dict):
+        return "Depth Anything V2"
+    return "unknown"
 
 
 def detect_variant(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mapping[str, Any]] = None) -> ModelConfig:
@@ -159,7 +175,7 @@ def detect_variant(state_dict: Mapping[str, torch.Tensor], meta: Optional[Mappin
     closest = min(differences, key=differences.get)
     if differences[closest] == 0:
         return get_config(closest)
-    raise CheckpointError(f"these weights match no registered model (closest: {closest}, "
+    raise CheckpointError(f"these {checkpoint_source(state_dict)} weights match no registered model (closest: {closest}, "
                           f"{differences[closest]} keys or shapes differ); pass the model's config or a "
                           f"registered variant explicitly (variant=...), one of: {', '.join(list_models())}")
 
@@ -193,7 +209,7 @@ def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig]
     A Depth Anything V2 checkpoint with ``variant="flashdepth-s"`` / ``"flashdepth-l"`` builds that
     FlashDepth model with its temporal module at the published zero initialisation (for training).
     """
-    from ..models import FlashDepth
+    from ..models import build_model
 
     state_dict, meta = read_checkpoint(path)
     if variant is None:
@@ -204,8 +220,8 @@ def model_from_checkpoint(path: str | Path, variant: Optional[str | ModelConfig]
         try:
             detected = detect_variant(state_dict, meta).name
         except CheckpointError:
-            detected = "unrecognised"
-    model = FlashDepth(config)
+            detected = f"unrecognised {checkpoint_source(state_dict, meta)}"
+    model = build_model(config)
     if config.temporal is not None and config.fusion is None and _is_single_frame_of(state_dict, model):
         # Depth Anything V2 -> FlashDepth-S/-L: every key but the temporal module must be there.
         check_fit(model, state_dict, f"{path} does not fit {config.name}", allow_missing_prefixes=("mamba.",))

@@ -1,3 +1,5 @@
+from .architectures import ARCHITECTURES, build_model
 from .flashdepth import FlashDepth, Runner, StreamState
+from .vda import VideoDepthAnything
 
-__all__ = ["FlashDepth", "Runner", "StreamState"]
+__all__ = ["ARCHITECTURES", "FlashDepth", "Runner", "StreamState", "VideoDepthAnything", "build_model"]
