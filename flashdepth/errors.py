@@ -109,6 +109,15 @@ class NonFiniteOutputError(FlashDepthError, RuntimeError):
                          "NaN/Inf weights, or use precision='fp32' if a low precision overflowed")
 
 
+class InferenceModeError(ConfigError):
+    """A run's inference ``mode`` cannot take this input or this model (a windowed mode and a live
+    source, a model without a window forward); ``instead`` names the mode that can."""
+
+    def __init__(self, mode: str, problem: str, instead: str):
+        self.mode, self.problem, self.instead = mode, problem, instead
+        super().__init__(f"mode={mode!r} {problem}; use mode={instead!r}")
+
+
 class InputError(FlashDepthError, ValueError):
     """An input (video, image folder, camera, stream) cannot be opened or decoded."""
 

@@ -21,6 +21,8 @@ PARTS = {
     "registry": (3, ("flashdepth.inference.registry", "flashdepth.inference.weights")),
     "preprocess": (3, ("flashdepth.inference.preprocess",)),
     "session": (4, ("flashdepth.inference.session",)),
+    "modes": (3, ("flashdepth.inference.modes",)),  # the table of inference modes: torch-free, read by the CLI
+    "windowed": (4.5, ("flashdepth.inference.windowed",)),  # windowed inference through a session
     "export": (3, ("flashdepth.export",)),
     "backends": (3.5, ("flashdepth.inference.backends",)),  # above export (its graph rows), below session (which opens one)
     "io": (4, ("flashdepth.io",)),
