@@ -25,22 +25,13 @@ from ..device import autocast, cast_weights_for, configure_float32, dtype_of, re
 from ..models import FlashDepth
 from ..inference.registry import create_model
 from ..errors import ConfigError
+from ..inference.modes import DEFAULT_MODE, get_mode
+from ..inference.windowed import WindowOptions
 from ..utils import peak_rss_bytes
 
 
 class NoWindowedModeError(ConfigError):
     """A windowed case for a model that only streams."""
-
-
-#: How a case runs its model. ``streaming``: frame by frame with the state carried (every
-#: model), the depth of a frame out as soon as it is computed. ``windowed``: the offline mode of
-#: a model that has one (a ``forward_window`` over clips; Video Depth Anything): windows of
-#: ``window`` frames, each giving ``window - overlap`` new depths, so a per-frame figure is a
-#: window's time over its new frames, and the first depth waits for a whole window of frames.
-BENCH_MODES = {
-    "streaming": "frame by frame, state carried; per-frame latency",
-    "windowed": "windows of frames (models with a windowed mode); per new frame, amortised",
-}
 
 
 @dataclass(frozen=True)
@@ -50,14 +41,16 @@ class BenchCase:
     precision: str = "fp32"
     backend: str = "torch"  # a row of flashdepth.inference.backends.BACKENDS
     device: str = "cpu"
-    mode: str = "streaming"  # a key of BENCH_MODES
-    window: int = 32  # windowed mode: frames per window (Video Depth Anything's official 32)
-    overlap: int = 10  # windowed mode: frames each window shares with the one before (official 10)
+    # a row of flashdepth.inference.modes.MODES. streaming: frame by frame, state carried, per-frame
+    # latency. windowed: whole windows through the model's window method, each giving
+    # ``window - overlap`` new depths in a long video: per-frame figures are per new frame, and the
+    # first depth waits for a whole window of frames.
+    mode: str = DEFAULT_MODE
+    window: int = WindowOptions.length  # windowed mode: frames per window (Video Depth Anything's 32)
+    overlap: int = WindowOptions.overlap  # windowed mode: frames each window shares with the one before (10)
 
     def __post_init__(self):
-        from ..errors import lookup
-
-        lookup(BENCH_MODES, self.mode, "bench mode")
+        get_mode(self.mode)
         if self.mode == "windowed" and self.backend != "torch":
             raise ConfigError(f"the windowed mode runs on the torch backend only, not {self.backend!r}")
         if self.mode == "windowed" and not 0 <= self.overlap < self.window:
@@ -145,7 +138,7 @@ def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bo
     configure_float32(device, case.precision)
     torch.manual_seed(0)
     model = create_model(case.model).to(device).eval().requires_grad_(False)
-    if case.mode == "windowed":
+    if get_mode(case.mode).method is not None:  # the mode calls a window method of the model
         return _bench_windowed(case, model, device, frames, warmup, peak_gflops)
     if reference:
         ref = create_model(case.model).to(device).eval().requires_grad_(False)
@@ -193,8 +186,10 @@ def _bench_windowed(case: BenchCase, model, device: torch.device, frames: int, w
     ``model.forward_window`` (frames (1, T, 3, H, W) -> depth (1, T, H, W)); enough windows to
     cover ``frames`` new frames (at least two), after ``warmup`` untimed windows (at least one).
     Per-frame figures are per *new* frame (``window - overlap`` per window): a long video's cost."""
-    if not callable(getattr(model, "forward_window", None)):
-        raise NoWindowedModeError(f"{case.model} has no windowed mode (no forward_window); bench it with mode='streaming'")
+    method = get_mode(case.mode).method  # "forward_window"
+    if not callable(getattr(model, method, None)):
+        raise NoWindowedModeError(f"{case.model} has no {case.mode} mode (no {method}); bench it with mode='streaming'")
+    forward_window = getattr(model, method)
     new = case.window - case.overlap  # depths each window adds in a long video
     windows = max(2, -(-frames // new))
     clip = torch.randn(1, case.window, 3, *case.size, device=device)  # (1, T, 3, H, W)
@@ -205,7 +200,7 @@ def _bench_windowed(case: BenchCase, model, device: torch.device, frames: int, w
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             t = time.perf_counter()
-            model.forward_window(clip)  # (1, T, H, W)
+            forward_window(clip)  # (1, T, H, W)
             _sync(device)
             if i >= max(1, warmup):
                 times.append(1000 * (time.perf_counter() - t))
@@ -214,7 +209,7 @@ def _bench_windowed(case: BenchCase, model, device: torch.device, frames: int, w
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            model.forward_window(clip)
+            forward_window(clip)
     window_ms = np.asarray(times)
     per_frame = window_ms / new
     flops = counter.get_total_flops() / new

@@ -39,11 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=list(PRECISIONS), help="default fp32")
     p.add_argument("--backend", nargs="+", default=["torch"], choices=list(BACKENDS),
                    help=f"default torch; from: {', '.join(BACKENDS)}")
-    from flashdepth.apps.bench import BENCH_MODES
+    from flashdepth.inference.modes import DEFAULT_MODE, MODES
 
-    p.add_argument("--mode", nargs="+", default=["streaming"], choices=list(BENCH_MODES),
-                   help="default streaming; " + "; ".join(f"{k}: {v}" for k, v in BENCH_MODES.items())
-                   + " (a model without a windowed mode is skipped there)")
+    p.add_argument("--mode", nargs="+", default=[DEFAULT_MODE], choices=list(MODES),
+                   help=f"default {DEFAULT_MODE}; " + "; ".join(f"{m.name}: {m.description}" for m in MODES.values())
+                   + ". Windowed figures are per new frame (a window's time over the frames it adds), and the first "
+                   "depth needs a whole window; a model without the mode is skipped there")
     p.add_argument("--no-reference", action="store_true", help="skip timing the reference paths")
     p.add_argument("--json", help="write the records (and the machine) to this file at the end")
     p.add_argument("--jsonl", help="append each record to this file (one JSON line, with the machine) as soon as it "
