@@ -22,6 +22,7 @@ PARTS = {
     "preprocess": (3, ("flashdepth.inference.preprocess",)),
     "session": (4, ("flashdepth.inference.session",)),
     "export": (3, ("flashdepth.export",)),
+    "metric": (3.8, ("flashdepth.metric",)),  # aligning a stream to metres: fits only, below the session that opens it
     "backends": (3.5, ("flashdepth.inference.backends",)),  # above export (its graph rows), below session (which opens one)
     "io": (4, ("flashdepth.io",)),
     "data": (4, ("flashdepth.data",)),

@@ -66,6 +66,9 @@ def _check(args: argparse.Namespace) -> list[str]:
     inputs = list(args.inputs) + (read_list(args.list) if args.list else [])
     if not inputs:
         raise UsageError("no inputs: give INPUT paths, or --list FILE")
+    if args.anchors:
+        raise UsageError(f"--anchors {args.anchors}: anchors belong to one input's frames; run each input with "
+                         "`flashdepth run INPUT --anchors FILE`, or use --metric-from for a whole batch")
     engine = ENGINES[args.engine]
     for option in engine_options():  # the engine rows say which engine takes which option
         if getattr(args, option.name) is not None and option not in engine.options:
