@@ -154,6 +154,64 @@ def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bo
     return record
 
 
+def bench_metric_from(case: BenchCase, metric_from: str, frames: int = 10, warmup: int = 2,
+                      models: Optional[tuple[torch.nn.Module, torch.nn.Module]] = None) -> dict:
+    """The cost of ``metric_from`` (``"MODEL[:EVERY]"``, :class:`flashdepth.metric.MetricFrom`): the
+    relative stream of ``case.model`` alone and aligned to the metric model, timed side by side in
+    one process, frames interleaved (the order alternates every frame), whole steps of a session
+    each: uint8 frames of ``case.size`` (H, W) in, depth at that size out, the metric model at its
+    own resolution on every EVERY-th frame, and the fit. The added time is per frame, averaged over
+    the timed frames (a whole number of EVERY-frame periods when ``frames`` is a multiple of EVERY):
+    the mean, not the median, since only one frame in EVERY pays for the metric model.
+
+    ``models``: (relative, metric) modules to time instead of random-weight ones of the named rows."""
+    from ..inference.session import DepthSession
+    from ..metric import AlignedSession, MetricFrom, MetricModelReference
+
+    spec = MetricFrom.parse(metric_from)
+    device = resolve_device(case.device)
+    configure_float32(device, case.precision)
+    torch.manual_seed(0)
+    relative, metric = models or (create_model(case.model), create_model(spec.model))
+    relative, metric = relative.eval().requires_grad_(False), metric.eval().requires_grad_(False)
+    plain = DepthSession(relative, device=str(device), precision=case.precision)
+    aligned = AlignedSession(DepthSession(relative, device=str(device), precision=case.precision),
+                             MetricModelReference(DepthSession(metric, device=str(device), precision=case.precision),
+                                                  spec.every, name=spec.model))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (*case.size, 3), dtype=np.uint8) for _ in range(4)]
+    sessions = {"relative": plain, "aligned": aligned}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    names = list(sessions)
+    for i in range(frames + warmup):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            _sync(device)
+            t = time.perf_counter()
+            sessions[name].step(images[i % len(images)])
+            _sync(device)
+            if i >= warmup:
+                times[name].append(1000 * (time.perf_counter() - t))
+    rel_ms, aligned_ms = np.asarray(times["relative"]), np.asarray(times["aligned"])
+    return {**dataclasses.asdict(case), "size": f"{case.size[0]}x{case.size[1]}", "metric_model": spec.model,
+            "every": spec.every, "frames": int(rel_ms.size), "warmup": int(warmup),
+            "relative_mean_ms": float(rel_ms.mean()), "aligned_mean_ms": float(aligned_ms.mean()),
+            "added_ms_per_frame": float(aligned_ms.mean() - rel_ms.mean()),
+            "aligned_max_ms": float(aligned_ms.max()), "relative_max_ms": float(rel_ms.max())}
+
+
+METRIC_HEADER = ("| model | size | metric model | every | ms/frame alone (mean) | with --metric-from (mean) | "
+                 "added ms/frame | slowest frame with it |")
+
+
+def metric_summary(records: list[dict]) -> str:
+    """A markdown table of :func:`bench_metric_from` records."""
+    rows = [METRIC_HEADER, "|" + "---|" * (METRIC_HEADER.count("|") - 1)]
+    for r in records:
+        rows.append(f"| {r['model']} | {r['size']} | {r['metric_model']} | {r['every']} | {r['relative_mean_ms']:.1f} | "
+                    f"{r['aligned_mean_ms']:.1f} | {r['added_ms_per_frame']:.1f} | {r['aligned_max_ms']:.1f} |")
+    return "\n".join(rows)
+
+
 def _spread(prefix: str, ms: np.ndarray) -> dict:
     """p50 (``<prefix>_ms``), p95, min and max of per-frame milliseconds."""
     return {f"{prefix}_ms": float(np.median(ms)), f"{prefix}_p95_ms": float(np.percentile(ms, 95)),

@@ -31,7 +31,8 @@ engines (--engine):
 EXAMPLES = """\
   flashdepth batch clips/*.mp4 -o depth/ --model flashdepth-s --save raw
   find /data -name '*.mp4' | flashdepth batch --list - -o /data/depth --model flashdepth-s --workers 2
-  flashdepth batch --list corpus.txt -o /shared/depth --engine ray --ray-address auto --gpus-per-worker 1"""
+  flashdepth batch --list corpus.txt -o /shared/depth --engine ray --ray-address auto --gpus-per-worker 1
+  flashdepth batch clips/*.mp4 -o depth/ --model flashdepth-s --metric-from depth-anything-v2-metric-indoor-small:5"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
