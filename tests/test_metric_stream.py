@@ -326,6 +326,7 @@ def test_bench_times_metric_from_side_by_side_and_runs_the_metric_model_every_n_
     assert calls == {"relative": 12, "metric": 2}  # both streams every frame; the metric model on frames 0 and 3
     assert record["frames"] == 6 and record["every"] == 3 and record["metric_model"] == "tiny-metric"
     assert record["added_ms_per_frame"] == pytest.approx(record["aligned_mean_ms"] - record["relative_mean_ms"])
+    assert record["metric_runs"] == 2 and 0 < record["metric_run_ms"] < record["aligned_max_ms"]
     assert "| tiny-s | 56x84 | tiny-metric | 3 |" in metric_summary([record])
 
 
@@ -342,3 +343,28 @@ def test_batch_takes_metric_from_with_its_checkpoint_made_absolute_and_refuses_a
     assert named.session.metric_from == "depth-anything-v2-metric-indoor-small:4"
     assert main(["batch", "a.mp4", "-o", "out", "--anchors", "a.csv"]) == 2
     assert "--anchors a.csv: anchors belong to one input's frames" in capsys.readouterr().err
+
+
+def test_the_pipeline_cuts_an_aligned_stream_without_restarting_its_frame_count(clip):
+    from flashdepth.apps.pipeline import StreamRun
+    from flashdepth.io.sources import Frame, Source
+
+    class Counting(_Frames):  # takes images, as in a run: the maps are handed out in call order
+        calls = 0
+
+        def step(self, image):
+            self.calls += 1
+            return self.maps[self.calls - 1]
+
+    class Shots(Source):  # 4 dark frames, then 4 bright ones: one shot cut
+        def __iter__(self):
+            for i in range(8):
+                yield Frame(np.full((126, 224, 3), 20 if i < 4 else 230, np.uint8), i, pts=i)
+
+    relative = Counting(100.0 * clip.inverse[:8], "relative-inverse-depth")
+    metric = Counting(np.minimum(clip.depth[:8], CAP), "metric-depth", CAP)
+    session = AlignedSession(relative, MetricModelReference(metric, every=1000))
+    stats = StreamRun(Shots(), session, [], reset_on_cut=True).run()
+    assert stats.frames == 8 and stats.resets == 1
+    assert relative.resets == 1 and metric.calls == 2  # measured at the start and right after the cut
+    assert session.frames == 8 and session.since_cut == 4  # anchors' frame indices go on across the cut
