@@ -48,7 +48,7 @@ class FitOptions:
     sky_fraction: float = 0.05  # relative values below this fraction of the frame's 95th percentile: sky / far
     far_fraction: float = 0.95  # metric-model depths at or beyond this fraction of its cap: saturated, out
     min_points: int = 20  # a measurement with fewer inliers is ignored
-    max_points: int = 65536  # dense measurements are subsampled on a regular grid to about this many pixels
+    max_points: int = 16384  # dense measurements are subsampled on a regular grid to about this many pixels
     half_life: float = 1.0  # measurements after which an old measurement weighs half as much as a new one
 
     def __post_init__(self):
@@ -93,8 +93,8 @@ def solve_nonnegative(sums: np.ndarray) -> Optional[tuple[float, float]]:
 
 
 def _weighted_sums(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    wx = w * x
-    return np.array([wx @ x, wx.sum(), w.sum(), wx @ y, w @ y])
+    wx = w * x  # plain sums, not BLAS dot products: no thread start-up for a few thousand numbers
+    return np.array([np.sum(wx * x), np.sum(wx), np.sum(w), np.sum(wx * y), np.sum(w * y)])
 
 
 def relative_mask(x: np.ndarray, sky_fraction: float) -> np.ndarray:
@@ -185,6 +185,7 @@ def to_metres(x: np.ndarray, state: FitState, max_depth: float) -> np.ndarray:
     """Relative inverse depth (H, W) -> depth in metres (H, W) float32 with the fit of ``state``:
     ``1 / (scale * x + shift)``, capped at ``max_depth`` (where the fitted inverse depth is at or
     below ``1 / max_depth``: the sky, the far range, and any non-positive value)."""
-    inverse = state.scale * np.asarray(x, dtype=np.float64) + state.shift  # (H, W) 1/m
-    inverse = np.where(np.isfinite(inverse), np.maximum(inverse, 1.0 / max_depth), 1.0 / max_depth)
-    return (1.0 / inverse).astype(np.float32)
+    floor = np.float32(1.0 / max_depth)
+    inverse = np.float32(state.scale) * np.asarray(x, dtype=np.float32) + np.float32(state.shift)  # (H, W) 1/m
+    inverse = np.where(np.isfinite(inverse), np.maximum(inverse, floor), floor)  # NaN/inf: no depth known, the cap
+    return np.float32(1.0) / inverse
