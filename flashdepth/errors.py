@@ -222,3 +222,13 @@ class ServeAddressError(ViewerError):
 
 class WorkerStartError(FlashDepthError, RuntimeError):
     """A batch worker could not load its model (so no input of the batch could be processed)."""
+
+
+class AnchorsError(FlashDepthError, ValueError):
+    """A file of metric anchors (sparse depths in metres that align a relative stream) is unreadable
+    or breaks its format: a missing column, a pixel outside the image, a depth that is not positive,
+    a frame the stream does not have. ``path`` is the file."""
+
+    def __init__(self, path: str, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"anchors {path}: {problem}")

@@ -9,9 +9,11 @@ Conventions (the evaluation's reprojection, :func:`flashdepth.metrics.reprojecti
   ``cx = (width - 1) / 2``, ``cy = (height - 1) / 2``. (Tools that put pixel centres at
   ``u + 0.5``, such as Rerun, need ``cx + 0.5``, ``cy + 0.5``.)
 
-The published models predict inverse depth scaled by 100 (ground-truth inverse depth in 1/m
-times 100), so depth in metres is about ``100 / prediction``. It is relative, not calibrated:
-good for looking at the scene, not for measuring it.
+The published relative models predict inverse depth scaled by 100 (ground-truth inverse depth in
+1/m times 100), so depth in metres is about ``100 / prediction``. It is relative, not calibrated:
+good for looking at the scene, not for measuring it. A metric stream (a model whose unit, a row of
+:data:`flashdepth.config.UNITS`, is metric, or a relative stream aligned to metres by
+:mod:`flashdepth.metric`) is used as it is: :attr:`Unprojection.unit` says which.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import ConfigError
+from .config import UNITS
+from .errors import ConfigError, UnknownNameError
 
 #: horizontal field of view assumed when no intrinsics are given: a typical webcam or phone
 #: main camera (most have 60 to 80 degrees); wider lenses look stretched in depth with it
@@ -86,31 +89,48 @@ class Intrinsics:
 
 @dataclass(frozen=True)
 class Unprojection:
-    """How depth maps become points: the camera, the model's depth scale, the far limit.
+    """How depth maps become points: the camera, the stream's unit and depth scale, the far limit.
 
     ``intrinsics=None`` derives them at each frame's size from the horizontal ``fov`` (degrees).
+    ``unit`` (a name of :data:`flashdepth.config.UNITS`) is what the depth maps hold: metric depth
+    is used as it is (exact metres); relative inverse depth becomes ``depth_scale / value``
+    (approximate metres, the published models' training scale).
     """
 
     intrinsics: Optional[Intrinsics] = None
     fov: float = DEFAULT_FOV
     depth_scale: float = DEPTH_SCALE
     max_depth: float = DEFAULT_MAX_DEPTH
+    unit: str = "relative-inverse-depth"
 
     def __post_init__(self):
         check_fov(self.fov)
         check_max_depth(self.max_depth)
         if not self.depth_scale > 0:
             raise ConfigError(f"depth_scale={self.depth_scale!r} must be positive (100 for the published models)")
+        if self.unit not in UNITS:
+            raise UnknownNameError("unit", self.unit, list(UNITS))
+
+    @property
+    def exact(self) -> bool:
+        """Whether the points are in exact metres (a metric unit) rather than approximate ones."""
+        return UNITS[self.unit].metric
 
     def intrinsics_for(self, width: int, height: int) -> Intrinsics:
         return self.intrinsics if self.intrinsics is not None else Intrinsics.from_fov(width, height, self.fov)
 
-    def metric(self, inverse: np.ndarray) -> np.ndarray:
-        return metric_depth(inverse, self.depth_scale, self.max_depth)
+    def metric(self, values: np.ndarray) -> np.ndarray:
+        """One map in :attr:`unit` -> depth in metres, NaN where there is no point."""
+        unit = UNITS[self.unit]
+        if unit.inverse:  # 1/m for a metric unit; x depth_scale for the relative one
+            return metric_depth(values, 1.0 if unit.metric else self.depth_scale, self.max_depth)
+        depth = np.asarray(values, dtype=np.float32)
+        valid = np.isfinite(depth) & (depth > 0) & (depth <= self.max_depth)
+        return np.where(valid, depth, np.float32(np.nan)).astype(np.float32)  # (H, W) metres as given
 
     def points(self, inverse: np.ndarray, image: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """(N, 3) float32 points of the valid pixels of one inverse-depth map, and their (N, 3)
-        uint8 colours from ``image`` (None without one)."""
+        """(N, 3) float32 points of the valid pixels of one depth map in :attr:`unit`, and their
+        (N, 3) uint8 colours from ``image`` (None without one)."""
         depth = self.metric(inverse)  # (H, W)
         points = unproject(depth, self.intrinsics_for(depth.shape[1], depth.shape[0]))
         return points, None if image is None else point_colors(image, valid_pixels(depth))

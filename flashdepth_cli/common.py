@@ -13,7 +13,7 @@ from typing import Optional
 from flashdepth.inference.backends import BACKENDS, graph_file_backends
 from flashdepth.batch.engines import engine_options
 from flashdepth.config import PRECISIONS
-from flashdepth.errors import (ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
+from flashdepth.errors import (AnchorsError, ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
                                GraphOptionError, MissingIndexError, OptionValueError, OutputExistsError,
                                ServeAddressError, UnknownModelError,
                                UnknownNameError)
@@ -33,7 +33,7 @@ class UsageError(FlashDepthError):
 _FLAG_OF_KIND = {"output": "--save", "colour map": "--colormap", "model": "--model", "dataset": "DATASET",
                  "backend": "--backend", "graph runtime": "--backend", "engine": "--engine", "viewer": "--view"}
 #: option names of the library -> flags, for OptionValueError (the batch engines' options included)
-_FLAG_OF_OPTION = {"ply_every": "--ply-every", **{o.name: f"--{o.name.replace('_', '-')}" for o in engine_options()}}
+_FLAG_OF_OPTION = {"ply_every": "--ply-every", "metric_from": "--metric-from", **{o.name: f"--{o.name.replace('_', '-')}" for o in engine_options()}}
 
 
 def option_flag(name: str) -> str:
@@ -56,6 +56,8 @@ def cli_message(e: BaseException) -> str:
     if isinstance(e, OptionValueError) and e.name in _FLAG_OF_OPTION:
         value = f"{e.value:g}" if isinstance(e.value, float) else e.value  # as typed: -1, not -1.0
         return f"{option_flag(e.name)} {value}: {e.requirement}"
+    if isinstance(e, AnchorsError):
+        return f"--anchors {e.path}: {e.problem}"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:
@@ -93,6 +95,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="how the model runs: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
                    + f" (default: torch). With --checkpoint FILE.onnx, an exported graph runs on "
                    f"{' or '.join(graph_file_backends())} (default {graph_file_backends()[0]})")
+    metres = p.add_argument_group("metres from a relative model (docs/metric.md)").add_mutually_exclusive_group()
+    metres.add_argument("--metric-from", metavar="MODEL[:EVERY]",
+                        help="run the metric model MODEL (a metric row of `flashdepth models`, or a checkpoint) on "
+                             "every EVERY-th frame (default 1; also the first frame after a cut) and fit the stream's "
+                             "scale and shift in inverse depth to it, robustly and smoothed over time: the outputs "
+                             "are then in metres, at the stream's resolution and with its temporal consistency")
+    metres.add_argument("--anchors", metavar="FILE",
+                        help="the same fit from sparse depths in metres: a .csv (header frame,u,v,depth) or .npz "
+                             "(arrays frame, u, v, depth); frame from 0, u = pixel column, v = pixel row")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     three_d = p.add_argument_group("3D outputs (ply, rerun) and viewers")
@@ -164,7 +175,8 @@ def session_spec(args: argparse.Namespace):
     from flashdepth.inference.session import SessionSpec
 
     return SessionSpec(model=args.model, checkpoint=args.checkpoint, device=args.device, precision=args.precision,
-                       resolution=args.resolution, backend=args.backend)
+                       resolution=args.resolution, backend=args.backend, metric_from=args.metric_from,
+                       anchors=args.anchors)
 
 
 class Progress:

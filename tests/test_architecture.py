@@ -24,6 +24,7 @@ PARTS = {
     "modes": (3, ("flashdepth.inference.modes",)),  # the table of inference modes: torch-free, read by the CLI
     "windowed": (4.5, ("flashdepth.inference.windowed",)),  # windowed inference through a session
     "export": (3, ("flashdepth.export",)),
+    "metric": (3.8, ("flashdepth.metric",)),  # aligning a stream to metres: fits only, below the session that opens it
     "backends": (3.5, ("flashdepth.inference.backends",)),  # above export (its graph rows), below session (which opens one)
     "io": (4, ("flashdepth.io",)),
     "data": (4, ("flashdepth.data",)),

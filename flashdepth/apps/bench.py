@@ -227,6 +227,80 @@ def _bench_windowed(case: BenchCase, model, device: torch.device, frames: int, w
     }
 
 
+def bench_metric_from(case: BenchCase, metric_from: str, frames: int = 10, warmup: int = 2,
+                      models: Optional[tuple[torch.nn.Module, torch.nn.Module]] = None) -> dict:
+    """The cost of ``metric_from`` (``"MODEL[:EVERY]"``, :class:`flashdepth.metric.MetricFrom`): the
+    relative stream of ``case.model`` alone and aligned to the metric model, timed side by side in
+    one process, frames interleaved (the order alternates every frame), whole steps of a session
+    each: uint8 frames of ``case.size`` (H, W) in, depth at that size out, the metric model at its
+    own resolution on every EVERY-th frame, and the fit. The added time is per frame, averaged over
+    the timed frames (a whole number of EVERY-frame periods when ``frames`` is a multiple of EVERY):
+    the mean, not the median, since only one frame in EVERY pays for the metric model.
+
+    ``models``: (relative, metric) modules to time instead of random-weight ones of the named rows."""
+    from ..inference.session import DepthSession
+    from ..metric import AlignedSession, MetricFrom, MetricModelReference
+
+    spec = MetricFrom.parse(metric_from)
+    device = resolve_device(case.device)
+    configure_float32(device, case.precision)
+    torch.manual_seed(0)
+    relative, metric = models or (create_model(case.model), create_model(spec.model))
+    relative, metric = relative.eval().requires_grad_(False), metric.eval().requires_grad_(False)
+    plain = DepthSession(relative, device=str(device), precision=case.precision)
+    reference = DepthSession(metric, device=str(device), precision=case.precision)
+    aligned = AlignedSession(DepthSession(relative, device=str(device), precision=case.precision),
+                             MetricModelReference(reference, spec.every, name=spec.model))
+    metric_ms: list[tuple[int, float]] = []  # (frame, ms) of each run of the metric model inside the aligned steps
+    frame_index = [0]
+    metric_step = reference.step
+
+    def timed_step(image):
+        t = time.perf_counter()
+        out = metric_step(image)
+        _sync(device)
+        metric_ms.append((frame_index[0], 1000 * (time.perf_counter() - t)))
+        return out
+
+    reference.step = timed_step
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (*case.size, 3), dtype=np.uint8) for _ in range(4)]
+    sessions = {"relative": plain, "aligned": aligned}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    names = list(sessions)
+    for i in range(frames + warmup):
+        frame_index[0] = i
+        for name in (names if i % 2 == 0 else names[::-1]):
+            _sync(device)
+            t = time.perf_counter()
+            sessions[name].step(images[i % len(images)])
+            _sync(device)
+            if i >= warmup:
+                times[name].append(1000 * (time.perf_counter() - t))
+    rel_ms, aligned_ms = np.asarray(times["relative"]), np.asarray(times["aligned"])
+    runs = np.asarray([ms for i, ms in metric_ms if i >= warmup])  # the metric model's runs in the timed frames
+    return {**dataclasses.asdict(case), "size": f"{case.size[0]}x{case.size[1]}", "metric_model": spec.model,
+            "every": spec.every, "frames": int(rel_ms.size), "warmup": int(warmup),
+            "relative_mean_ms": float(rel_ms.mean()), "aligned_mean_ms": float(aligned_ms.mean()),
+            "added_ms_per_frame": float(aligned_ms.mean() - rel_ms.mean()),
+            "aligned_max_ms": float(aligned_ms.max()), "relative_max_ms": float(rel_ms.max()),
+            "metric_runs": int(runs.size), "metric_run_ms": float(runs.mean()) if runs.size else None}
+
+
+METRIC_HEADER = ("| model | size | metric model | every | ms/frame alone (mean) | with --metric-from (mean) | "
+                 "added ms/frame | metric model ms/run (runs) |")
+
+
+def metric_summary(records: list[dict]) -> str:
+    """A markdown table of :func:`bench_metric_from` records."""
+    rows = [METRIC_HEADER, "|" + "---|" * (METRIC_HEADER.count("|") - 1)]
+    for r in records:
+        rows.append(f"| {r['model']} | {r['size']} | {r['metric_model']} | {r['every']} | {r['relative_mean_ms']:.1f} | "
+                    f"{r['aligned_mean_ms']:.1f} | {r['added_ms_per_frame']:.1f} | "
+                    f"{r['metric_run_ms'] or 0:.1f} ({r['metric_runs']}) |")
+    return "\n".join(rows)
+
+
 def _spread(prefix: str, ms: np.ndarray) -> dict:
     """p50 (``<prefix>_ms``), p95, min and max of per-frame milliseconds."""
     return {f"{prefix}_ms": float(np.median(ms)), f"{prefix}_p95_ms": float(np.percentile(ms, 95)),

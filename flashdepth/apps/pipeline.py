@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import InputError, OutputError, OutputExistsError
-from ..io.sinks import DEFAULT_OUTPUTS, OUTPUTS, Consumer, OutputOptions, Sink, get_outputs, open_formats
+from ..io.sinks import DEFAULT_OUTPUTS, METADATA, OUTPUTS, Consumer, OutputOptions, Sink, get_outputs, open_formats
 from ..io.sources import Frame, Source
 from ..inference.session import DepthSession
 from ..utils import as_rgb8, peak_rss_bytes
@@ -79,6 +79,13 @@ class ShotCutDetector:
         return bool(cut)
 
 
+def session_unit(session) -> str:
+    """The name of the unit a session's depth is in (:data:`flashdepth.config.UNITS`): its ``unit``,
+    else its model's; a stand-in session with neither is taken as relative inverse depth."""
+    unit = getattr(session, "unit", None) or getattr(getattr(session, "config", None), "unit", None)
+    return unit.name if unit is not None else "relative-inverse-depth"
+
+
 def _carry_stats(error: BaseException, stats: "RunStats") -> None:
     """Let whoever catches ``error`` read the frames done (``error.stats``)."""
     try:
@@ -108,6 +115,7 @@ class FrameStats:
 
     frames: int  # frames done, this one included
     latencies_ms: tuple[float, ...]  # the model's time for this frame
+    unit: str = "relative-inverse-depth"  # what the depth holds: a name of flashdepth.config.UNITS (the session's)
 
 
 class _Feed:
@@ -201,6 +209,7 @@ class StreamRun:
                              for row, viewer in viewers]
         self.feeds += [feed for _, feed in self.viewer_feeds]
         self.stats = RunStats()
+        self.unit = session_unit(session)  # told to the viewers with each frame
         self.viewer_wait_s = 5.0  # the longest the end of a run waits for a viewer to take its last frames
 
     def viewer_errors(self) -> list[tuple[str, BaseException]]:
@@ -251,7 +260,7 @@ class StreamRun:
     def _emit(self, frame: Frame, depth: np.ndarray, t0: float, start: float) -> bool:
         stats = self.stats
         stats.latencies_ms.append(1000 * (time.perf_counter() - t0))
-        item = (frame, depth, FrameStats(stats.frames + 1, (stats.latencies_ms[-1],)))
+        item = (frame, depth, FrameStats(stats.frames + 1, (stats.latencies_ms[-1],), self.unit))
         if not all([feed.put(item) for feed in self.feeds]):
             return False
         stats.frames += 1
@@ -275,7 +284,9 @@ class StreamRun:
         cut = frame is not None and self._is_cut(frame)
         while frame is not None:
             if cut and stats.frames > 0:
-                session.reset()  # nothing is in flight here: the frame before was finished
+                # a cut within the stream (an aligned session also restarts its fit); nothing is in
+                # flight here: the frame before was finished
+                (getattr(session, "cut", None) or session.reset)()
                 stats.resets += 1
             t0 = time.perf_counter()
             session.submit(frame.image)  # nothing was in flight: returns None
@@ -361,8 +372,13 @@ class RunOptions:
         return [OUTPUTS[name] for name in self.outputs]
 
 
+def _paths(options: RunOptions) -> list[str]:
+    """What a run writes inside its folder: each output's path and the metadata file."""
+    return [f.path for f in options.formats] + [METADATA]
+
+
 def _in_the_way(outdir: Path, options: RunOptions) -> list[Path]:
-    return [outdir / f.path for f in options.formats if (outdir / f.path).exists()]
+    return [outdir / path for path in _paths(options) if (outdir / path).exists()]
 
 
 def check_folder(outdir: str | Path, options: RunOptions) -> None:
@@ -397,8 +413,8 @@ def prepare_folder(outdir: Path, options: RunOptions) -> bool:
 
 
 def _remove_outputs(outdir: Path, options: RunOptions, created: bool) -> None:
-    for fmt in options.formats:
-        path = outdir / fmt.path
+    for name in _paths(options):
+        path = outdir / name
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         elif path.exists():
@@ -422,7 +438,9 @@ def run_to_folder(source: Source, session: DepthSession, outdir: str | Path, opt
         created = prepare_folder(outdir, options)
         run: Optional[StreamRun] = None
         try:
-            timing = replace(options.output_options, fps=source.fps, time_base=source.time_base)
+            timing = replace(options.output_options, fps=source.fps, time_base=source.time_base,
+                             unit=session_unit(session),  # the outputs record and place the stream's unit
+                             notes=tuple(filter(None, [getattr(session, "describe", lambda: None)()])))
             sinks = open_formats(outdir, options.formats, timing)
             run = StreamRun(source, session, sinks, queue_size=options.queue_size, reset_on_cut=options.reset_on_cut,
                             max_frames=options.max_frames, on_frame=on_frame, viewers=viewers)

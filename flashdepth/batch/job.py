@@ -11,6 +11,7 @@ from typing import Optional
 from ..errors import ConfigError, OptionValueError, UnknownNameError
 from ..io.sources import SOURCE_KINDS, SourceKind, source_kind
 from ..apps.pipeline import RunOptions
+from ..metric import MetricFrom
 from ..inference.session import SessionSpec
 from .engines import ENGINES, engine_options, engines_taking
 
@@ -49,6 +50,11 @@ class BatchJob:
         if self.session.checkpoint:
             checkpoint = os.path.abspath(self.session.checkpoint)
             object.__setattr__(self, "session", replace(self.session, checkpoint=checkpoint))
+        if self.session.metric_from:  # a metric checkpoint given by path: absolute too
+            spec = MetricFrom.parse(self.session.metric_from)
+            if os.path.exists(spec.model):
+                absolute = str(MetricFrom(os.path.abspath(spec.model), spec.every))
+                object.__setattr__(self, "session", replace(self.session, metric_from=absolute))
         if not self.inputs:
             raise ConfigError("a batch needs at least one input; give inputs=[...]")
         if self.engine not in ENGINES:

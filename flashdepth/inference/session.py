@@ -94,6 +94,11 @@ class DepthSession:
         self._pending: Optional[concurrent.futures.Future] = None  # the frame in flight (submit)
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
 
+    @property
+    def unit(self):
+        """What :meth:`step` returns (a row of :data:`flashdepth.config.UNITS`): the model's unit."""
+        return self.config.unit
+
     def reset(self, size: Optional[tuple[int, int]] = None) -> None:
         """Start a new stream: the next frame may have any size. ``size`` (H, W) fixes the
         processing size of the new stream (e.g. an evaluation preset). A frame still in flight
@@ -300,6 +305,20 @@ class SessionSpec:
     precision: Optional[str] = None
     resolution: Optional[int] = None
     backend: Optional[str] = None  # a row of flashdepth.inference.backends.BACKENDS (None: torch; for a graph file, its runtime)
+    # Metres from a relative stream (flashdepth.metric, docs/metric.md), one or the other:
+    metric_from: Optional[str] = None  # "MODEL[:EVERY]": a metric model (name or checkpoint) run every EVERY frames
+    anchors: Optional[str] = None  # a .csv/.npz file of frame,u,v,depth (metres) rows
+
+    def __post_init__(self):
+        from ..metric import MetricFrom
+
+        if self.metric_from is not None and self.anchors is not None:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"metric_from={self.metric_from!r} and anchors={self.anchors!r}: a stream takes its "
+                              "metres from one of them; leave the other unset")
+        if self.metric_from is not None:
+            MetricFrom.parse(self.metric_from)  # a malformed spec fails here, before any weights load
 
     @property
     def weights(self) -> str:
@@ -322,7 +341,7 @@ class SessionSpec:
 
         device = device or self.device
         if self.is_graph:
-            return self._open_graph(device)
+            return self._aligned(self._open_graph(device), device)
         from .weights import load_model
 
         backend = get_backend(self.backend or "torch")  # an unknown name or a missing extra fails before loading
@@ -332,7 +351,22 @@ class SessionSpec:
         prepare = getattr(session.model, "prepare", None)
         if frame_size is not None and prepare is not None:
             prepare(1, *model_processing_size(model.config, *frame_size, self.resolution))
-        return session
+        return self._aligned(session, device)
+
+    def _aligned(self, session: DepthSession, device: Optional[str]):
+        """``session`` in metres when ``metric_from`` or ``anchors`` asks for it (a
+        :class:`flashdepth.metric.AlignedSession`), else as it is."""
+        from ..metric import AlignedSession, AnchorReference, MetricFrom, MetricModelReference, read_anchors
+
+        if self.anchors is not None:
+            return AlignedSession(session, AnchorReference(read_anchors(self.anchors)))
+        if self.metric_from is None:
+            return session
+        spec = MetricFrom.parse(self.metric_from)
+        path = spec.model if (spec.model.endswith((".pth", ".pt", ".safetensors")) or "/" in spec.model) else None
+        reference = SessionSpec(model=None if path else spec.model, checkpoint=path, device=device,
+                                precision=self.precision).open(device)
+        return AlignedSession(session, MetricModelReference(reference, spec.every, name=spec.model))
 
     def _open_graph(self, device: Optional[str]) -> DepthSession:
         from .backends import BACKENDS, graph_file_backends

@@ -31,7 +31,9 @@ def write_ply(path: str | Path, points: np.ndarray, colors: Optional[np.ndarray]
 
 class PlyWriter:
     """``NNNNNN.ply`` (the frame's index) for frames 0, N, 2N, ...: the valid pixels unprojected
-    into camera coordinates (x right, y down, z forward, metres), coloured by the input."""
+    into camera coordinates (x right, y down, z forward, metres), coloured by the input. The
+    metres are exact for a metric stream and approximate for a relative one
+    (``unprojection.unit``); the file's comments say which."""
 
     def __init__(self, folder: Path, unprojection: Unprojection, every: int):
         self.folder, self.unprojection, self.every = folder, unprojection, every
@@ -43,6 +45,8 @@ class PlyWriter:
         points, colors = self.unprojection.points(depth, frame.image)
         k = self.unprojection.intrinsics_for(depth.shape[1], depth.shape[0])
         comments = [f"flashdepth frame {frame.index}", "camera coordinates: x right, y down, z forward, metres",
+                    f"unit {self.unprojection.unit}: " + ("exact metres" if self.unprojection.exact else
+                                                          f"approximate metres ({self.unprojection.depth_scale:g} / value)"),
                     f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} (pixel centres at integers)"]
         write_ply(self.folder / f"{frame.index:06d}.ply", points, colors, comments)
 

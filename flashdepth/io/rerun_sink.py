@@ -4,12 +4,14 @@ camera, so that the Rerun viewer shows the scene as a point cloud (``flashdepth[
 Entities: ``world`` (static: camera coordinates x right, y down, z forward), ``world/camera``
 (the pinhole), ``world/camera/rgb`` (the input, JPEG in files) and ``world/camera/depth`` (depth
 in metres, float32, 0 where there is no point: the sky and beyond ``max_depth``). Timelines:
-``frame`` (the frame's index) and, for videos, ``time`` (seconds).
+``frame`` (the frame's index) and, for videos, ``time`` (seconds). The depth is exact metres for a
+metric stream and approximate ones (100 / value) for a relative stream (``Unprojection.unit``).
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Optional
@@ -60,8 +62,12 @@ class RerunLogger:
         recording.send_blueprint(default_layout())
         recording.log("world", rr.ViewCoordinates.RDF, static=True)
 
-    def log(self, frame: Frame, depth: np.ndarray) -> None:
+    def log(self, frame: Frame, depth: np.ndarray, unit: Optional[str] = None) -> None:
+        """Log one frame; ``unit`` (a name of :data:`flashdepth.config.UNITS`, default the
+        unprojection's) is the unit of ``depth``, as a run tells its viewers with each frame."""
         rr, rec = self.rr, self.recording
+        if unit is not None and unit != self.unprojection.unit:
+            self.unprojection = replace(self.unprojection, unit=unit)
         h, w = depth.shape
         k = self.unprojection.intrinsics_for(w, h)
         rec.set_time("frame", sequence=frame.index)

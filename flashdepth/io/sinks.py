@@ -11,13 +11,16 @@ the table, and unknown names are errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
+from ..config import UNITS
 from ..errors import OptionValueError, UnknownNameError, require_modules
 from ..geometry import Unprojection
 from ..utils import as_rgb8
@@ -32,6 +35,8 @@ _HEADER_LEN = 128  # fixed .npy header length, so it can be rewritten in place
 DEFAULT_PLY_EVERY = 30
 #: the outputs of a run unless others are chosen (``RunOptions.outputs``, ``run --save``)
 DEFAULT_OUTPUTS = ("vis", "raw")
+#: the metadata file every run writes beside its outputs: the unit of their numbers (:class:`MetadataWriter`)
+METADATA = "depth.json"
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,9 @@ class OutputOptions:
     ``unprojection`` (intrinsics or field of view, depth scale, far limit) is how the 3D outputs
     (``ply``, ``rerun``) and viewers place points; ``ply_every`` writes a point cloud for frames
     0, N, 2N, ...; ``address`` (host, port) is where the live page listens (port 0: a free one).
-    ``fps`` and ``time_base`` are the source's (:func:`flashdepth.apps.pipeline.run_to_folder` sets them).
+    ``fps`` and ``time_base`` are the source's, ``unit`` (a name of :data:`flashdepth.config.UNITS`)
+    the stream's (:func:`flashdepth.apps.pipeline.run_to_folder` sets them from the source and the
+    session); ``unit`` is also the unit of ``unprojection`` (set here, so the two never disagree).
     """
 
     fps: Fraction = Fraction(30)
@@ -50,8 +57,14 @@ class OutputOptions:
     unprojection: Unprojection = Unprojection()
     ply_every: int = DEFAULT_PLY_EVERY
     address: tuple[str, int] = ("127.0.0.1", 0)
+    unit: str = "relative-inverse-depth"
+    notes: tuple[str, ...] = ()  # how the numbers were made, when not by the model alone (e.g. aligned to metres)
 
     def __post_init__(self):
+        if self.unit not in UNITS:
+            raise UnknownNameError("unit", self.unit, list(UNITS))
+        if self.unprojection.unit != self.unit:  # one truth: the stream's unit places the 3D points
+            object.__setattr__(self, "unprojection", replace(self.unprojection, unit=self.unit))
         if isinstance(self.ply_every, bool) or not isinstance(self.ply_every, int) or self.ply_every < 1:
             raise OptionValueError("ply_every", self.ply_every, "give a number of frames, 1 or more")
         if self.colormap not in COLORMAPS:
@@ -62,6 +75,60 @@ class Sink(Protocol):
     def write(self, frame: Frame, depth: np.ndarray) -> None: ...
 
     def close(self) -> None: ...
+
+
+def display_values(depth: np.ndarray, unit: str) -> np.ndarray:
+    """What colour maps show: inverse depth (near = the high end), whatever the stream's unit."""
+    if UNITS[unit].inverse:
+        return depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)  # (H, W) 1/m
+
+
+def unit_record(unit: str, depth_scale: float) -> dict:
+    """The unit of a stream's numbers as metadata: the row's fields and what metres mean here."""
+    row = UNITS[unit]
+    if row.metric:
+        metres = "exact: depth values are metres" if not row.inverse else "exact: metres = 1 / value"
+    else:
+        metres = (f"approximate: metres ~ {depth_scale:g} / value (the published models' training scale; "
+                  "relative, up to a scale and a shift, not calibrated)")
+    return {"name": row.name, "description": row.description, "inverse": row.inverse, "metric": row.metric,
+            "symbol": row.symbol, "metres": metres}
+
+
+class MetadataWriter:
+    """``depth.json``: what the numbers of every output of the run mean (the unit's row, how the
+    3D outputs got metres), the frames and their size. Written at the start and rewritten (by a
+    rename: always whole) at the end; it holds no per-frame data, so it stays small."""
+
+    def __init__(self, path: Path, options: OutputOptions, outputs: Sequence[str] = ()):
+        self.path, self.options, self.outputs = path, options, list(outputs)
+        self.frames, self.shape = 0, None
+        self._write()
+
+    def record(self) -> dict:
+        o = self.options
+        unit = unit_record(o.unit, o.unprojection.depth_scale)
+        points = ("metres (exact)" if o.unprojection.exact else f"metres (approximate: {o.unprojection.depth_scale:g} / value)")
+        return {"unit": unit, "notes": list(o.notes), "frames": self.frames, "size": list(self.shape) if self.shape else None,
+                "outputs": {name: OUTPUTS[name].path for name in self.outputs if name in OUTPUTS},
+                "values": f"depth.npy, exr, png16 (value = png / scale) and the videos hold {unit['symbol']} "
+                          f"({unit['name']})",
+                "points": f"ply, rerun and the viewers place points in {points}, none beyond "
+                          f"max_depth={o.unprojection.max_depth:g} m"}
+
+    def _write(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.record(), indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+    def write(self, frame: Frame, depth: np.ndarray) -> None:
+        self.frames += 1
+        self.shape = self.shape or tuple(int(n) for n in depth.shape)
+
+    def close(self) -> None:
+        self._write()
 
 
 class RawDepthWriter:
@@ -103,6 +170,7 @@ class VideoWriter:
         self.av = av
         self.path, self.fps, self.time_base = path, options.fps, options.time_base
         self.table = lut(options.colormap)
+        self.unit = options.unit
         self.normalize = StableNormalizer()
         self.side_by_side = side_by_side
         self.container = None  # opened at the first frame, when the size is known
@@ -118,7 +186,7 @@ class VideoWriter:
         self.stream.options = {"crf": "18", "preset": "veryfast"}
 
     def write(self, frame: Frame, depth: np.ndarray) -> None:
-        image = colorize(self.normalize(depth), self.table)  # (H, W, 3)
+        image = colorize(self.normalize(display_values(depth, self.unit)), self.table)  # (H, W, 3)
         if self.side_by_side:
             image = np.concatenate([as_rgb8(frame.image), image], axis=1)
         self.write_image(image, frame.pts if frame.pts is not None else frame.index)
@@ -211,7 +279,7 @@ _VIDEO = (("av", "av", "video"), ("matplotlib", "matplotlib", "video"))
 
 #: the output files a run can write (every frame, in order)
 OUTPUTS: dict[str, Consumer] = {f.name: f for f in (
-    Consumer("raw", "depth.npy", "(T, H, W) float32 inverse depth, appended per frame, loadable any time",
+    Consumer("raw", "depth.npy", "(T, H, W) float32 depth in the stream's unit (depth.json says which), appended per frame, loadable any time",
                  lambda path, o: RawDepthWriter(path)),
     Consumer("vis", "depth.mp4", "colourised depth video (H.264, the input's frame rate and timestamps)",
                  lambda path, o: VideoWriter(path, o, side_by_side=False), _VIDEO),
@@ -221,7 +289,7 @@ OUTPUTS: dict[str, Consumer] = {f.name: f for f in (
                  lambda path, o: Png16Writer(path), (("PIL", "pillow", "video"),)),
     Consumer("exr", "exr", "float32 OpenEXR per frame (channel Y)",
                  lambda path, o: ExrWriter(path), (("OpenEXR", "OpenEXR", "exr"),)),
-    Consumer("ply", "ply", "coloured point clouds in metres (binary PLY), every 30th frame by default",
+    Consumer("ply", "ply", "coloured point clouds in metres (exact for metric streams, approximate for relative ones; binary PLY), every 30th frame by default",
                  lambda path, o: PlyWriter(path, o.unprojection, o.ply_every), (("plyfile", "plyfile", "ply"),)),
     Consumer("rerun", "recording.rrd", "Rerun recording: image, depth and pinhole camera per frame (3D view)",
                  lambda path, o: RerunWriter(path, o.unprojection, o.time_base), (("rerun", "rerun-sdk", "rerun"),)),
@@ -248,9 +316,11 @@ def open_sinks(outdir: Path, names: Sequence[str], options: OutputOptions = Outp
 
 
 def open_formats(outdir: Path, formats: Sequence[Consumer], options: OutputOptions = OutputOptions()) -> list[Sink]:
-    """One writer per row of ``formats`` (rows of :data:`OUTPUTS`, already checked), into ``outdir``."""
+    """One writer per row of ``formats`` (rows of :data:`OUTPUTS`, already checked), into ``outdir``,
+    and the metadata file :data:`METADATA` that says their unit."""
     sinks: list[Sink] = []
     try:
+        sinks.append(MetadataWriter(Path(outdir) / METADATA, options, [f.name for f in formats]))
         for fmt in formats:
             sinks.append(fmt.open(Path(outdir) / fmt.path, options))
     except BaseException:

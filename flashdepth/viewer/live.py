@@ -14,7 +14,9 @@ Endpoints:
   pushes a frame as soon as it exists: lower latency than polling, and no request per frame.
 * ``/frame.jpg?view=...``: the latest frame as one JPEG (for scripts and ``curl``).
 * ``/stats.json``: frames, FPS and the model's median latency over the last 30 frames, frame size,
-  streaming clients.
+  streaming clients, the stream's unit (a row of :data:`flashdepth.config.UNITS`, as the run says
+  with each frame) and the colour legend: the metres at the two ends of the depth colour map
+  (exact for a metric stream, approximate ``100 / value`` for a relative one).
 
 Three parts, each with one job: :class:`FrameBoard` (the latest frame and the numbers about it,
 what the run writes), :class:`JpegCache` (each view of the latest frame encoded once, whatever
@@ -47,7 +49,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from ..config import UNITS
 from ..errors import ConfigError, ServeAddressError, require_modules
+from ..geometry import DEPTH_SCALE
+from ..io.sinks import display_values, unit_record
 from ..utils import as_rgb8
 from ..vis.colormap import COLORMAPS, DEFAULT_COLORMAP, StableNormalizer, colorize, lut
 
@@ -67,6 +72,7 @@ class _Latest:
     frames: int
     fps: float  # over the last frames shown
     latencies_ms: tuple[float, ...]  # the model's, of the last frames
+    unit: str = "relative-inverse-depth"  # what ``depth`` holds (a name of UNITS)
 
 
 class FrameBoard:
@@ -78,6 +84,7 @@ class FrameBoard:
         self._times: collections.deque = collections.deque(maxlen=_WINDOW)
         self._latencies: collections.deque = collections.deque(maxlen=_WINDOW)
         self._updates = 0
+        self._unit = "relative-inverse-depth"  # until a run says otherwise (FrameStats.unit)
         self._new_frame = threading.Condition()
         self.closed = threading.Event()
 
@@ -95,7 +102,8 @@ class FrameBoard:
         span = now - self._times[0]
         fps = (len(self._times) - 1) / span if span > 0 else 0.0
         frames = getattr(stats, "frames", None) or self._updates
-        self._latest = _Latest(self._updates, image, depth, frames, fps, tuple(self._latencies))  # O(_WINDOW)
+        self._unit = getattr(stats, "unit", None) or self._unit
+        self._latest = _Latest(self._updates, image, depth, frames, fps, tuple(self._latencies), self._unit)  # O(_WINDOW)
         with self._new_frame:
             self._new_frame.notify_all()
 
@@ -139,9 +147,24 @@ class JpegCache:
     def _unit_depth(self, latest: _Latest) -> np.ndarray:
         seq, unit = self._unit
         if seq != latest.seq:
-            unit = self._normalize(np.asarray(latest.depth, dtype=np.float32))  # (H, W) in [0, 1]
+            shown = display_values(np.asarray(latest.depth, dtype=np.float32), latest.unit)  # (H, W) inverse
+            unit = self._normalize(shown)  # (H, W) in [0, 1]
             self._unit = (latest.seq, unit)
         return unit
+
+    def legend(self, unit: str) -> Optional[dict]:
+        """The metres at the near (high) and far (low) ends of the depth colour map, or None before
+        the first depth frame was drawn; exact for a metric unit, approximate for a relative one."""
+        rng = self._normalize.range
+        if rng is None:
+            return None
+        row = UNITS[unit]
+        scale = 1.0 if row.metric else DEPTH_SCALE  # the shown values are inverse depth: 1/m or 100/m
+
+        def metres(value: float) -> Optional[float]:
+            return round(scale / value, 3) if value > 0 else None  # None: at or beyond infinity
+
+        return {"near_m": metres(rng[1]), "far_m": metres(rng[0]), "exact": row.metric}
 
 
 #: a route: (handler, parsed query) -> None; it answers through the handler's send/stream methods
@@ -346,6 +369,8 @@ class LiveViewer:
             "clients": self.clients,
             "colormap": self.colormap,
             "colormaps": list(COLORMAPS),
+            "unit": unit_record(latest.unit if latest else "relative-inverse-depth", DEPTH_SCALE),
+            "legend": self.cache.legend(latest.unit) if latest else None,
         }
         handler.send(200, "application/json", json.dumps(body).encode())
 

@@ -62,7 +62,7 @@ class RerunViewer:
         if self.logger is None or self.error is not None:
             return
         try:
-            self.logger.log(frame, depth)
+            self.logger.log(frame, depth, getattr(stats, "unit", None))  # the run says the stream's unit
         except Exception as e:  # a viewer that went away must not stop the run
             self.error = e
 

@@ -31,7 +31,8 @@ engines (--engine):
 EXAMPLES = """\
   flashdepth batch clips/*.mp4 -o depth/ --model flashdepth-s --save raw
   find /data -name '*.mp4' | flashdepth batch --list - -o /data/depth --model flashdepth-s --workers 2
-  flashdepth batch --list corpus.txt -o /shared/depth --engine ray --ray-address auto --gpus-per-worker 1"""
+  flashdepth batch --list corpus.txt -o /shared/depth --engine ray --ray-address auto --gpus-per-worker 1
+  flashdepth batch clips/*.mp4 -o depth/ --model flashdepth-s --metric-from depth-anything-v2-metric-indoor-small:5"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +67,9 @@ def _check(args: argparse.Namespace) -> list[str]:
     inputs = list(args.inputs) + (read_list(args.list) if args.list else [])
     if not inputs:
         raise UsageError("no inputs: give INPUT paths, or --list FILE")
+    if args.anchors:
+        raise UsageError(f"--anchors {args.anchors}: anchors belong to one input's frames; run each input with "
+                         "`flashdepth run INPUT --anchors FILE`, or use --metric-from for a whole batch")
     engine = ENGINES[args.engine]
     for option in engine_options():  # the engine rows say which engine takes which option
         if getattr(args, option.name) is not None and option not in engine.options:

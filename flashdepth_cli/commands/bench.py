@@ -23,7 +23,8 @@ spread are in the output and the JSON records. Figures and the exact commands be
 EXAMPLES = """\
   flashdepth bench --model flashdepth-s --size 518x518
   flashdepth bench --model flashdepth-s flashdepth-l --size 280x504 --frames 20 --json cpu.json
-  flashdepth bench --model flashdepth --size 1148x2044 --device cuda --precision bf16 --backend torch compile"""
+  flashdepth bench --model flashdepth --size 1148x2044 --device cuda --precision bf16 --backend torch compile
+  flashdepth bench --model flashdepth-s --size 280x504 --metric-from depth-anything-v2-metric-outdoor-small:5 --frames 10"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    + ". Windowed figures are per new frame (a window's time over the frames it adds), and the first "
                    "depth needs a whole window; a model without the mode is skipped there")
     p.add_argument("--no-reference", action="store_true", help="skip timing the reference paths")
+    p.add_argument("--metric-from", metavar="MODEL[:EVERY]",
+                   help="also time each model's stream alone and aligned to metres by the metric model MODEL run "
+                        "every EVERY frames (whole session steps on uint8 frames of --size, side by side, frames "
+                        "interleaved), and report the added time per frame (docs/metric.md)")
     p.add_argument("--json", help="write the records (and the machine) to this file at the end")
     p.add_argument("--jsonl", help="append each record to this file (one JSON line, with the machine) as soon as it "
                                    "is measured, so a later failure loses nothing")
@@ -84,8 +89,21 @@ def main(args: argparse.Namespace) -> int:
                         Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
                         with open(args.jsonl, "a") as f:
                             f.write(json.dumps({"machine": machine(), "peak_gflops": peaks[precision], **record}) + "\n")
+    metric_records = []
+    if args.metric_from:
+        from flashdepth.apps.bench import bench_metric_from, metric_summary
+        from flashdepth.metric import MetricFrom
+
+        MetricFrom.parse(args.metric_from)  # a malformed spec fails before anything is timed
+        for model in args.model:
+            for size in args.size:
+                case = BenchCase(model, size, args.precision[0], "torch", str(device))
+                metric_records.append(bench_metric_from(case, args.metric_from, frames=args.frames, warmup=args.warmup))
+        print("\nthe cost of --metric-from (the mean over the timed frames):")
+        print(metric_summary(metric_records), flush=True)
     print(f"\nmatrix-multiply peak measured here: {', '.join(f'{p} {v:.0f} GFLOP/s' for p, v in peaks.items())}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"machine": machine(), "peaks_gflops": peaks, "records": records}, indent=1))
+        Path(args.json).write_text(json.dumps({"machine": machine(), "peaks_gflops": peaks, "records": records,
+                                                 "metric_from": metric_records}, indent=1))
     return 0

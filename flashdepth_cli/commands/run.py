@@ -31,8 +31,10 @@ watching it live: --serve PORT shows input and depth side by side in a browser w
 goes on (http://127.0.0.1:PORT/); --view rerun streams into a Rerun viewer it starts. Neither
 slows the run nor changes its outputs: a viewer that falls behind skips frames.
 
-3D (ply, rerun, --view rerun): depth in metres = 100 / the model's output (the published
-models' inverse-depth scale); pixels nearer 0 than 100 / --max-depth (the sky) have no point.
+units: OUTDIR/depth.json records the unit of every output (the model row's unit, or metres with
+--metric-from / --anchors). 3D (ply, rerun, --view rerun, --serve's legend): a metric stream is
+used as it is (exact metres); a relative stream's metres are approximate, 100 / the model's output
+(the published models' inverse-depth scale). Points beyond --max-depth metres (the sky) are left out.
 The camera is --intrinsics, else a pinhole with a horizontal field of view of --fov degrees
 (default {DEFAULT_FOV:g}) centred on the image."""
 EXAMPLES = """\
@@ -43,7 +45,9 @@ EXAMPLES = """\
   flashdepth run lavfi:testsrc=size=640x360:rate=30 -o test/ --max-frames 60   # a synthetic live source
   flashdepth run crashed.mp4 -o out/ --recover-with good.mp4   # an MP4 whose recording was interrupted
   flashdepth run webcam:0 -o cam/ --model flashdepth-s --serve 8080         # watch at http://127.0.0.1:8080/
-  flashdepth run video.mp4 -o out/ --save raw,rerun,ply --fov 70            # then: rerun out/recording.rrd"""
+  flashdepth run video.mp4 -o out/ --save raw,rerun,ply --fov 70            # then: rerun out/recording.rrd
+  flashdepth run drive.mp4 -o out/ --model flashdepth-s --metric-from depth-anything-v2-metric-outdoor-small:10
+  flashdepth run scan.mp4 -o out/ --model flashdepth-s --anchors lidar.csv --save raw,ply   # metres from sparse depths"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,8 +78,15 @@ def main(args: argparse.Namespace) -> int:
     serve = parse_serve(args.serve) if args.serve is not None else None  # --serve '' is an error, not "no server"
     options = run_options(args, address=serve)
     outdir = Path(args.output)
+    anchors = _read_anchors(args)  # a bad file fails before the input is opened
     # fails fast on a missing/unreadable input
     source = open_source(args.input, fps=args.fps, reference=recovery_reference(args))
+    if anchors is not None and source.frame_count and not args.max_frames:
+        try:
+            anchors.check_frames(source.frame_count)  # rows for frames the input does not have
+        except BaseException:
+            source.close()
+            raise
     with contextlib.ExitStack() as stack:
         try:
             check_folder(outdir, options)  # before a viewer takes a port or a window
@@ -84,6 +95,14 @@ def main(args: argparse.Namespace) -> int:
             source.close()
             raise
         return _run(args, source, options, outdir, viewers)
+
+
+def _read_anchors(args: argparse.Namespace):
+    if not args.anchors:
+        return None
+    from flashdepth.metric import read_anchors
+
+    return read_anchors(args.anchors)
 
 
 def viewer_names(args: argparse.Namespace) -> list[str]:
