@@ -397,3 +397,27 @@ def test_cli_run_mode_windowed_on_a_folder_and_its_errors_in_flags(tmp_path, mon
         sub = _parser()._subparsers._group_actions[0].choices[command]
         action = next(a for a in sub._actions if "--mode" in a.option_strings)
         assert list(action.choices) == list(MODES) and action.default == "streaming"
+
+
+def test_a_frame_of_another_size_or_a_non_finite_window_names_its_frame(tmp_path):
+    from PIL import Image
+
+    from flashdepth.errors import NonFiniteOutputError
+    from flashdepth.inference.session import DepthSession
+    from flashdepth.inference.windowed import WindowedRun
+
+    paths = _folder(tmp_path, 45)
+    Image.new("RGB", (70, 56)).save(paths[40])  # frame 40 is read with window 1, after 22 depths are out
+    frames = [np.array(Image.open(p).convert("RGB")) for p in paths]
+    out = []
+    with pytest.raises(FrameSizeChangedError) as info:
+        for depth in WindowedRun(DepthSession(WindowedStandin(), device="cpu")).run(frames):
+            out.append(depth)
+    assert info.value.index == 40 and info.value.size == (56, 70) and len(out) == 24
+
+    class Broken(WindowedStandin):
+        def forward_window(self, frames):
+            return super().forward_window(frames) * (float("nan") if self.windows == 2 else 1.0)
+
+    with pytest.raises(NonFiniteOutputError, match="window ending at frame 44"):
+        list(WindowedRun(DepthSession(Broken(), device="cpu")).run(frames[:40] + frames[41:] + frames[:1]))
