@@ -163,8 +163,7 @@ def windowed_depths(items: Iterable[T], window_fn: WindowFn,
     while True:
         depth = window_fn(window)  # (1, length, h', w')
         depth = resize_depth(depth[0].float(), size)  # (length, H, W): aligned at the frames' size, as the official code
-        if pending is None:  # the first window sets the scale
-            scale, shift = 1.0, 0.0
+        if pending is None:  # the first window sets the scale: given out as it is
             reference = depth[keys[:aligned]].clone()  # (aligned, H, W): unclipped, as given out
             yield from give(depth[:length - blend], 0)
             pending = depth[length - blend:].clone()  # (blend, H, W): blended with the next window
