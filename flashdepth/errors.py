@@ -110,12 +110,14 @@ class NonFiniteOutputError(FlashDepthError, RuntimeError):
 
 
 class InferenceModeError(ConfigError):
-    """A run's inference ``mode`` cannot take this input or this model (a windowed mode and a live
-    source, a model without a window forward); ``instead`` names the mode that can."""
+    """A run's inference ``mode`` cannot take this input, this model or this ``option`` (a windowed
+    mode and a live source, a model without a window forward, a reset at shot cuts); ``instead``
+    names the mode that can."""
 
-    def __init__(self, mode: str, problem: str, instead: str):
-        self.mode, self.problem, self.instead = mode, problem, instead
-        super().__init__(f"mode={mode!r} {problem}; use mode={instead!r}")
+    def __init__(self, mode: str, problem: str, instead: str, option: str | None = None):
+        self.mode, self.problem, self.instead, self.option = mode, problem, instead, option
+        with_option = f" with {option}=True" if option else ""
+        super().__init__(f"mode={mode!r}{with_option} {problem}; use mode={instead!r}")
 
 
 class InputError(FlashDepthError, ValueError):

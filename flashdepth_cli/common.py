@@ -14,12 +14,14 @@ from flashdepth.inference.backends import BACKENDS, graph_file_backends
 from flashdepth.batch.engines import engine_options
 from flashdepth.config import PRECISIONS
 from flashdepth.errors import (AnchorsError, ConfigError, DeviceUnavailableError, FlashDepthError, GraphFileError,
-                               GraphOptionError, MissingIndexError, OptionValueError, OutputExistsError,
+                               GraphOptionError, InferenceModeError, MissingIndexError, OptionValueError,
+                               OutputExistsError,
                                ServeAddressError, UnknownModelError,
                                UnknownNameError)
 from flashdepth.geometry import DEFAULT_FOV, DEFAULT_MAX_DEPTH
 from flashdepth.vis.colormap import COLORMAPS, DEFAULT_COLORMAP
 from flashdepth.io.sinks import DEFAULT_OUTPUTS, DEFAULT_PLY_EVERY, OUTPUTS
+from flashdepth.inference.modes import DEFAULT_MODE, MODES
 from flashdepth.inference.registry import list_models
 
 DEFAULT_SAVE = ",".join(DEFAULT_OUTPUTS)
@@ -31,7 +33,8 @@ class UsageError(FlashDepthError):
 
 #: the library's parameter names -> the command line's flags, for error messages
 _FLAG_OF_KIND = {"output": "--save", "colour map": "--colormap", "model": "--model", "dataset": "DATASET",
-                 "backend": "--backend", "graph runtime": "--backend", "engine": "--engine", "viewer": "--view"}
+                 "backend": "--backend", "graph runtime": "--backend", "engine": "--engine", "viewer": "--view",
+                 "inference mode": "--mode"}
 #: option names of the library -> flags, for OptionValueError (the batch engines' options included)
 _FLAG_OF_OPTION = {"ply_every": "--ply-every", "metric_from": "--metric-from", **{o.name: f"--{o.name.replace('_', '-')}" for o in engine_options()}}
 
@@ -58,6 +61,9 @@ def cli_message(e: BaseException) -> str:
         return f"{option_flag(e.name)} {value}: {e.requirement}"
     if isinstance(e, AnchorsError):
         return f"--anchors {e.path}: {e.problem}"
+    if isinstance(e, InferenceModeError):
+        with_option = f" with {option_flag(e.option)}" if e.option else ""
+        return f"--mode {e.mode}{with_option} {e.problem}; use --mode {e.instead}"
     if isinstance(e, OutputExistsError):
         return f"{', '.join(e.paths)} already exist(s); pass --overwrite to replace them"
     if isinstance(e, UnknownNameError) and not isinstance(e, UnknownModelError) and e.kind in _FLAG_OF_KIND:
@@ -91,6 +97,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "same camera with the same settings, whose decoder configuration rebuilds the frames")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--reset-on-cut", action="store_true", help="reset the stream state at detected shot cuts")
+    p.add_argument("--mode", choices=list(MODES), default=DEFAULT_MODE, metavar="NAME",
+                   help="how frames go through the model: " + "; ".join(f"{m.name}: {m.description}"
+                                                                        for m in MODES.values())
+                   + f" (default {DEFAULT_MODE})")
     p.add_argument("--backend", choices=list(BACKENDS), metavar="NAME",
                    help="how the model runs: " + "; ".join(f"{b.name}: {b.description}" for b in BACKENDS.values())
                    + f" (default: torch). With --checkpoint FILE.onnx, an exported graph runs on "
@@ -160,7 +170,7 @@ def run_options(args: argparse.Namespace, address: Optional[tuple[str, int]] = N
     output_options = OutputOptions(colormap=args.colormap, unprojection=parse_unprojection(args),
                                    ply_every=args.ply_every, address=address or OutputOptions.address)
     return RunOptions(outputs=parse_save(args.save), output_options=output_options, reset_on_cut=args.reset_on_cut,
-                      max_frames=args.max_frames, overwrite=args.overwrite)
+                      max_frames=args.max_frames, overwrite=args.overwrite, mode=args.mode)
 
 
 def recovery_reference(args: argparse.Namespace) -> Optional[str]:

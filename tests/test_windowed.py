@@ -264,3 +264,160 @@ def test_an_empty_input_gives_nothing_and_runs_nothing():
 def test_window_options_that_cannot_work_are_refused(bad):
     with pytest.raises(OptionValueError):
         WindowOptions(**bad)
+
+
+# --------------------------------------------------------------------- in runs: RunOptions.mode, run --mode
+class WindowedStandin:
+    """A model with both modes, as Video Depth Anything's: ``forward_window`` is :func:`standin`;
+    the streaming call gives each frame alone to it (a window of one)."""
+
+    def __init__(self, config=None):
+        from conftest import TINY
+
+        self.config = config or TINY["dav2"].replace(name="tiny-windowed")
+        self.windows = 0
+
+    def min_input_size(self):
+        return 14
+
+    def forward_window(self, frames):  # (B, T, 3, h, w) -> (B, T, h/2, w/2)
+        self.windows += 1
+        return standin(frames)
+
+    def __call__(self, frame, state=None):  # (B, 3, h, w) -> (B, h/2, w/2)
+        return standin(frame[:, None])[:, 0], state
+
+
+def _folder(tmp_path: Path, n: int, size=(56, 84)) -> list[str]:
+    from PIL import Image
+
+    from media import make_frames
+
+    paths = []
+    for i, image in enumerate(make_frames(n, *size)):
+        paths.append(str(tmp_path / "in" / f"{i:04d}.png"))
+        Path(paths[-1]).parent.mkdir(exist_ok=True)
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def _expected(paths: list[str], size=(56, 84)) -> np.ndarray:
+    """The depths of the runner called directly on the decoded frames (frames a multiple of 14: no resizing)."""
+    from PIL import Image
+
+    images = [np.array(Image.open(p).convert("RGB")) for p in paths]
+    prep = lambda image: (normalise(to_float_rgb(torch.from_numpy(image)), size, InputConfig())[0], size)
+    return np.stack([d.numpy() for _, d in windowed_depths(images, standin, prep)])
+
+
+def test_run_to_folder_in_windowed_mode_writes_the_windowed_depths(tmp_path):
+    from flashdepth.apps.pipeline import RunOptions, run_to_folder
+    from flashdepth.inference.session import DepthSession
+    from flashdepth.io.sources import ImageSource
+
+    paths = _folder(tmp_path, 50)
+    model = WindowedStandin()
+    stats = run_to_folder(ImageSource(paths, "fifty", 10), DepthSession(model, device="cpu"), tmp_path / "out",
+                          RunOptions(outputs=("raw",), mode="windowed"))
+    written = np.load(tmp_path / "out" / "depth.npy")
+    assert stats.frames == 50 and model.windows == 3 and len(stats.latencies_ms) == 50
+    assert written.shape == (50, 56, 84)
+    assert np.array_equal(written, _expected(paths))
+    # the default is streaming: the same model, frame by frame, gives other depths (no window coupling)
+    run_to_folder(ImageSource(paths, "fifty", 10), DepthSession(model, device="cpu"), tmp_path / "streamed",
+                  RunOptions(outputs=("raw",)))
+    assert model.windows == 3 and not np.allclose(np.load(tmp_path / "streamed" / "depth.npy"), written)
+
+
+class _LiveSource:
+    name, live, fps, time_base, frame_count = "webcam:0", True, 30, 1 / 30, None
+
+    def __init__(self):
+        self.closed = False
+
+    def __iter__(self):
+        raise AssertionError("a windowed run must refuse a live source before reading it")
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_live_source_or_a_model_without_windows_in_windowed_mode_is_an_error_naming_streaming(tmp_path):
+    from flashdepth.apps.pipeline import RunOptions, run_to_folder
+    from flashdepth.errors import InferenceModeError
+    from flashdepth.inference.session import DepthSession
+    from flashdepth.io.sources import ImageSource
+
+    source = _LiveSource()
+    with pytest.raises(InferenceModeError, match=r"mode='windowed' .*webcam:0 is a live source; use mode='streaming'"):
+        run_to_folder(source, DepthSession(WindowedStandin(), device="cpu"), tmp_path / "out",
+                      RunOptions(outputs=("raw",), mode="windowed"))
+    assert source.closed and not (tmp_path / "out").exists()  # nothing left behind
+    per_frame = WindowedStandin()
+    per_frame.forward_window = None  # a model with the streaming call only
+    with pytest.raises(InferenceModeError, match=r"window forward \(forward_window\).*use mode='streaming'"):
+        run_to_folder(ImageSource(_folder(tmp_path, 3), "three", 10), DepthSession(per_frame, device="cpu"),
+                      tmp_path / "out2", RunOptions(outputs=("raw",), mode="windowed"))
+    assert not (tmp_path / "out2").exists()
+
+
+def test_the_mode_option_is_checked_against_its_table():
+    from flashdepth.apps.pipeline import RunOptions
+    from flashdepth.errors import InferenceModeError, UnknownNameError
+    from flashdepth.inference.modes import MODES
+
+    assert list(MODES) == ["streaming", "windowed"]
+    with pytest.raises(UnknownNameError, match="streaming, windowed"):
+        RunOptions(mode="offline")
+    with pytest.raises(InferenceModeError, match="reset_on_cut=True"):
+        RunOptions(mode="windowed", reset_on_cut=True)
+    assert RunOptions().mode == "streaming"
+
+
+def test_cli_run_mode_windowed_on_a_folder_and_its_errors_in_flags(tmp_path, monkeypatch, capsys):
+    from flashdepth.inference.session import DepthSession, SessionSpec
+    from flashdepth.inference.modes import MODES
+    from flashdepth_cli.main import _parser, main
+
+    paths = _folder(tmp_path, 30)
+    monkeypatch.setattr(SessionSpec, "open", lambda self, *a, **k: DepthSession(WindowedStandin(), device="cpu"))
+    assert main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--save", "raw", "--mode", "windowed",
+                 "--quiet"]) == 0
+    assert np.array_equal(np.load(tmp_path / "out" / "depth.npy"), _expected(paths))
+    capsys.readouterr()
+    assert main(["run", "lavfi:testsrc=size=56x42:rate=5", "-o", str(tmp_path / "live"), "--mode", "windowed",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--mode windowed reads frames ahead" in err and "use --mode streaming" in err and "mode=" not in err
+    assert not (tmp_path / "live").exists()
+    assert main(["run", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--mode", "windowed", "--reset-on-cut",
+                 "--quiet"]) == 2
+    assert "--mode windowed with --reset-on-cut has no stream state" in capsys.readouterr().err
+    for command in ("run", "batch"):  # the choices come from the table
+        sub = _parser()._subparsers._group_actions[0].choices[command]
+        action = next(a for a in sub._actions if "--mode" in a.option_strings)
+        assert list(action.choices) == list(MODES) and action.default == "streaming"
+
+
+def test_a_frame_of_another_size_or_a_non_finite_window_names_its_frame(tmp_path):
+    from PIL import Image
+
+    from flashdepth.errors import NonFiniteOutputError
+    from flashdepth.inference.session import DepthSession
+    from flashdepth.inference.windowed import WindowedRun
+
+    paths = _folder(tmp_path, 45)
+    Image.new("RGB", (70, 56)).save(paths[40])  # frame 40 is read with window 1, after 22 depths are out
+    frames = [np.array(Image.open(p).convert("RGB")) for p in paths]
+    out = []
+    with pytest.raises(FrameSizeChangedError) as info:
+        for depth in WindowedRun(DepthSession(WindowedStandin(), device="cpu")).run(frames):
+            out.append(depth)
+    assert info.value.index == 40 and info.value.size == (56, 70) and len(out) == 24
+
+    class Broken(WindowedStandin):
+        def forward_window(self, frames):
+            return super().forward_window(frames) * (float("nan") if self.windows == 2 else 1.0)
+
+    with pytest.raises(NonFiniteOutputError, match="window ending at frame 44"):
+        list(WindowedRun(DepthSession(Broken(), device="cpu")).run(frames[:40] + frames[41:] + frames[:1]))

@@ -29,7 +29,9 @@ import numpy as np
 from ..errors import InputError, OutputError, OutputExistsError
 from ..io.sinks import DEFAULT_OUTPUTS, METADATA, OUTPUTS, Consumer, OutputOptions, Sink, get_outputs, open_formats
 from ..io.sources import Frame, Source
+from ..inference.modes import DEFAULT_MODE, check_run
 from ..inference.session import DepthSession
+from ..inference.windowed import WindowedRun
 from ..utils import as_rgb8, peak_rss_bytes
 
 _END = object()
@@ -198,8 +200,11 @@ class StreamRun:
 
     def __init__(self, source: Source, session: DepthSession, sinks: Sequence[Sink], queue_size: int = 4,
                  reset_on_cut: bool = False, max_frames: Optional[int] = None,
-                 on_frame: Sequence[FrameObserver] = (), viewers: Sequence[tuple[Consumer, Sink]] = ()):
+                 on_frame: Sequence[FrameObserver] = (), viewers: Sequence[tuple[Consumer, Sink]] = (),
+                 mode: str = DEFAULT_MODE):
         self.source, self.session, self.sinks = source, session, list(sinks)
+        # ``mode`` (a row of flashdepth.inference.modes.MODES): a windowed one reads ahead (not a live source)
+        self.windowed = WindowedRun(session) if check_run(mode, source, reset_on_cut).lookahead else None
         self.max_frames, self.on_frame = max_frames, list(on_frame)
         self.detector = ShotCutDetector() if reset_on_cut else None
         self.inbox: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -279,6 +284,8 @@ class StreamRun:
         is handed to the outputs while frame t+1 computes. When no frame is waiting (a live source,
         or a decoder slower than the model) the frame is finished at once, so pipelining never
         adds a frame of latency. Outputs and their order are those of one frame at a time."""
+        if self.windowed is not None:
+            return self._infer_windowed(start)
         session, stats = self.session, self.stats
         frame = self._next_frame()
         cut = frame is not None and self._is_cut(frame)
@@ -313,6 +320,19 @@ class StreamRun:
                 cut = frame is not None and self._is_cut(frame)
             else:
                 frame = following  # a scene cut: reset at the top
+
+    def _infer_windowed(self, start: float) -> None:
+        """As :meth:`_infer`, the depths from windows: they come out in bursts, one window behind
+        the frames read; a frame's latency is the time spent getting its depth (window 0's counts
+        the whole first window)."""
+        depths = self.windowed.pairs(iter(self._next_frame, None), image=lambda frame: frame.image)
+        while True:
+            t0 = time.perf_counter()
+            frame, depth = next(depths, (None, None))
+            if frame is None:
+                return
+            if not self._emit(frame, depth, t0, start):
+                return
 
     def _finish(self, reader: _Worker) -> None:
         """Stop reading, let every consumer take what it was given, then close the outputs."""
@@ -361,10 +381,12 @@ class RunOptions:
     max_frames: Optional[int] = None
     overwrite: bool = False  # replace outputs of an earlier run
     queue_size: int = 4
+    mode: str = DEFAULT_MODE  # a row of flashdepth.inference.modes.MODES: streaming, or windowed (files and folders)
 
     def __post_init__(self):
         names = (self.outputs,) if isinstance(self.outputs, str) else self.outputs
         object.__setattr__(self, "outputs", tuple(f.name for f in get_outputs(names)))  # the one check of the names
+        check_run(self.mode, reset_on_cut=self.reset_on_cut)
 
     @property
     def formats(self) -> list[Consumer]:
@@ -443,7 +465,7 @@ def run_to_folder(source: Source, session: DepthSession, outdir: str | Path, opt
                              notes=tuple(filter(None, [getattr(session, "describe", lambda: None)()])))
             sinks = open_formats(outdir, options.formats, timing)
             run = StreamRun(source, session, sinks, queue_size=options.queue_size, reset_on_cut=options.reset_on_cut,
-                            max_frames=options.max_frames, on_frame=on_frame, viewers=viewers)
+                            max_frames=options.max_frames, on_frame=on_frame, viewers=viewers, mode=options.mode)
             stats = run.stats
             result = run.run()
         except BaseException:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnknownNameError
+from ..errors import InferenceModeError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class InferenceMode:
     lookahead: bool
     #: the model method it calls (``None``: the model itself, ``depth, state = model(frame, state)``)
     method: str | None = None
+    #: has a state to reset at shot cuts (``reset_on_cut``)
+    resets: bool = True
 
 
 MODES: dict[str, InferenceMode] = {m.name: m for m in (
@@ -32,7 +34,7 @@ MODES: dict[str, InferenceMode] = {m.name: m for m in (
                   "sources included; the depth of a frame is out before the next frame is read)", False),
     InferenceMode("windowed", "Video Depth Anything's offline mode: windows of 32 frames overlapping by 10, each "
                   "aligned to the one before (files and folders only; models with a window forward)", True,
-                  "forward_window"),
+                  "forward_window", resets=False),
 )}
 
 #: the mode of a run unless another is chosen (``RunOptions.mode``, ``--mode``)
@@ -45,3 +47,18 @@ def get_mode(name: str) -> InferenceMode:
         return MODES[name]
     except (KeyError, TypeError):
         raise UnknownNameError("inference mode", name, list(MODES)) from None
+
+
+def check_run(mode: str, source=None, reset_on_cut: bool = False) -> InferenceMode:
+    """The row of ``mode``, after refusing what it cannot run: a live ``source`` (anything with a
+    true ``live``, e.g. a :class:`flashdepth.io.sources.Source`) for a mode that reads ahead, and
+    resets at shot cuts for a mode without a state."""
+    row = get_mode(mode)
+    if row.lookahead and source is not None and getattr(source, "live", False):
+        name = getattr(source, "name", "") or "the input"
+        raise InferenceModeError(row.name, f"reads frames ahead of each depth, so it runs on files and folders, "
+                                 f"but {name} is a live source", DEFAULT_MODE)
+    if reset_on_cut and not row.resets:
+        raise InferenceModeError(row.name, "has no stream state to reset at shot cuts", DEFAULT_MODE,
+                                 option="reset_on_cut")
+    return row

@@ -163,8 +163,7 @@ def windowed_depths(items: Iterable[T], window_fn: WindowFn,
     while True:
         depth = window_fn(window)  # (1, length, h', w')
         depth = resize_depth(depth[0].float(), size)  # (length, H, W): aligned at the frames' size, as the official code
-        if pending is None:  # the first window sets the scale
-            scale, shift = 1.0, 0.0
+        if pending is None:  # the first window sets the scale: given out as it is
             reference = depth[keys[:aligned]].clone()  # (aligned, H, W): unclipped, as given out
             yield from give(depth[:length - blend], 0)
             pending = depth[length - blend:].clone()  # (blend, H, W): blended with the next window
@@ -207,8 +206,11 @@ class WindowedRun:
         self.latencies_ms: list[float] = []  # the model's time for each window
 
     def _prepare(self, frame) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The session's checks and preparation. ``session.frames`` counts the frames read here (not
+        the depths out, which lag a window behind), so its errors name the frame that failed."""
         with torch.inference_mode():
             x = self.session._prepare(frame)  # (1, 3, h, w) on the session's device
+        self.session.frames += 1
         return x[0], self.session.input_size
 
     def _window(self, frames: torch.Tensor) -> torch.Tensor:
@@ -217,7 +219,7 @@ class WindowedRun:
         with torch.inference_mode(), autocast(self.session.device, self.session.precision):
             depth = self.window_fn(frames).float()  # (1, length, h', w')
         if not bool(torch.isfinite(depth).all()):
-            raise NonFiniteOutputError(self.session.frames)
+            raise NonFiniteOutputError(self.session.frames - 1, where="depth of the window ending")
         self.latencies_ms.append(1000 * (time.perf_counter() - t0))
         return depth
 
@@ -229,7 +231,6 @@ class WindowedRun:
         # No inference mode around the loop: it would stay on in the caller's code between yields.
         # The model and the preparation run in it; the alignment's tensors need no gradient anyway.
         for item, depth in windowed_depths(items, self._window, lambda item: self._prepare(image(item)), self.options):
-            self.session.frames += 1
             yield item, depth.cpu().numpy()
 
     def run(self, frames: Iterable) -> Iterator[np.ndarray]:

@@ -74,6 +74,7 @@ def parse_serve(text: str) -> tuple[str, int]:
 def main(args: argparse.Namespace) -> int:
     from flashdepth.io.sources import open_source
     from flashdepth.apps.pipeline import check_folder
+    from flashdepth.inference.modes import check_run
 
     serve = parse_serve(args.serve) if args.serve is not None else None  # --serve '' is an error, not "no server"
     options = run_options(args, address=serve)
@@ -89,6 +90,7 @@ def main(args: argparse.Namespace) -> int:
             raise
     with contextlib.ExitStack() as stack:
         try:
+            check_run(options.mode, source)  # a live input in a windowed mode: before the model loads
             check_folder(outdir, options)  # before a viewer takes a port or a window
             viewers = start_viewers(stack, viewer_names(args), options)
         except BaseException:
