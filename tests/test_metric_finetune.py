@@ -191,3 +191,24 @@ def test_the_recipe_fine_tunes_the_bundled_tiny_model_to_metres(rendered, tmp_pa
     with torch.no_grad():
         depth, _ = model(torch.zeros(1, 3, 126, 224))
     assert ((depth > 0) & (depth < 80.0)).all()
+
+
+def test_evaluation_reads_a_metric_model_as_metres(rendered):
+    """A metric model's output is depth in metres, not the relative models' inverse depth x100:
+    a FlashDepth whose metric head says 5 m everywhere is scored, with no alignment, as 5 m
+    against the rendered ground truth (oracle: the metric protocol's AbsRel and delta1 in NumPy)."""
+    from flashdepth.apps.evaluate import EvalOptions, evaluate_corpus
+    from flashdepth.data.sequence import DatasetFolder
+
+    model = FlashDepth(TINY["s"].with_metric_head(20.0)).eval()
+    with torch.no_grad():
+        last = model.depth_head.scratch.output_conv2[2]
+        last.weight.zero_()
+        last.bias.fill_(float(np.log(5.0 / 15.0)))  # sigmoid -> 5 / 20: 5 m
+    sequences = DatasetFolder(rendered / "my-rgbd").sequences("val")
+    row = evaluate_corpus(model, sequences, EvalOptions(alignment="none", max_frames=3)).rows[0]
+    gt = np.stack([sequences[0].target(i) for i in range(3)]).astype(np.float64)  # (3, H, W) 1/m
+    scored = (gt >= 1 / 70.0) & (gt <= 1e3)  # depth in [1 mm, 70 m]: the metric protocol's pixels
+    depth = 1.0 / gt[scored]
+    assert row["abs_rel"] == pytest.approx(np.mean(np.abs(5.0 - depth) / depth), rel=1e-4)
+    assert row["delta1"] == pytest.approx(np.mean(np.maximum(5.0 / depth, depth / 5.0) < 1.25), abs=1e-6)
