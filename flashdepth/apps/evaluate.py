@@ -108,7 +108,7 @@ def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOpti
     session.reset(size=eval_size(seq.dataset, seq.height, seq.width, preset, session.config.vit.patch_size))
     # The published relative models predict inverse depth x DEPTH_SCALE: an alignment that compares
     # metres as predicted needs 1/m (the others fit the scale, so they take the output as it is).
-    # A metric model (its row's unit) predicts depth in metres: inverted to 1/m (0 m -> 1e-3 m's 1/m).
+    # A metric model (its row's unit) predicts depth in metres: inverted to 1/m (below 1 mm read as 1 mm).
     metric = session.config.unit.metric and not session.config.unit.inverse
     unit = DEPTH_SCALE if ALIGNMENTS[opts.alignment].in_metres else 1.0
 
