@@ -253,6 +253,18 @@ class ModelConfig:
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes).validate()
 
+    def with_metric_head(self, max_depth: float) -> "ModelConfig":
+        """This model with a metric head: its output layer ends in a sigmoid times ``max_depth``
+        metres (the Depth Anything V2 metric models' head), so it outputs metric depth; the
+        parameters are the same, so the same checkpoint layout loads. ``max_depth`` 0 gives the
+        relative head back. The name says which head it has."""
+        _check(math.isfinite(max_depth) and max_depth >= 0,
+               f"max_depth={max_depth!r} must be a depth cap in metres (e.g. 20 indoors, 80 outdoors), or 0 for "
+               "the relative head")
+        base = self.name.split("+metric")[0]
+        name = f"{base}+metric{max_depth:g}m" if max_depth > 0 else base
+        return self.replace(name=name, dpt=dataclasses.replace(self.dpt, max_depth=float(max_depth)))
+
 
 def _check(ok: bool, message: str) -> None:
     if not ok:

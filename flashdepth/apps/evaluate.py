@@ -106,12 +106,17 @@ def evaluate_sequence(session: DepthSession, seq: SequenceFolder, opts: EvalOpti
     n = min(len(seq), opts.max_frames or len(seq))
     preset = opts.preset or session.config.input.eval_preset
     session.reset(size=eval_size(seq.dataset, seq.height, seq.width, preset, session.config.vit.patch_size))
-    # The published models predict inverse depth x DEPTH_SCALE: an alignment that compares metres
-    # as predicted needs 1/m (the others fit the scale, so they take the output as it is).
+    # The published relative models predict inverse depth x DEPTH_SCALE: an alignment that compares
+    # metres as predicted needs 1/m (the others fit the scale, so they take the output as it is).
+    # A metric model (its row's unit) predicts depth in metres: inverted to 1/m (below 1 mm read as 1 mm).
+    metric = session.config.unit.metric and not session.config.unit.inverse
     unit = DEPTH_SCALE if ALIGNMENTS[opts.alignment].in_metres else 1.0
-    # (H, W) at the ground truth's size, one frame at a time
-    predictions = (resize_depth(session.predict(seq.rgb(i)), (seq.height, seq.width)).cpu().numpy() / unit
-                   for i in range(n))
+
+    def prediction(i: int) -> np.ndarray:  # (H, W) at the ground truth's size
+        out = resize_depth(session.predict(seq.rgb(i)), (seq.height, seq.width)).cpu().numpy()
+        return 1.0 / np.maximum(out, 1e-3) if metric else out / unit
+
+    predictions = (prediction(i) for i in range(n))
     return _score(seq, predictions, n, opts, preset)
 
 

@@ -7,8 +7,9 @@ from .config import DataConfig, OptimConfig, TrainConfig, load_train_config
 from .data import ClipDataset
 from .loop import fit, validate
 from .loss import DepthLoss
-from .setup import build_model, build_optimizer, frozen_by_design, warmup_schedule
+from .setup import build_model, build_optimizer, frozen_by_design, metric_head_from_relative, warmup_schedule
 from .world import World
 
 __all__ = ["ClipDataset", "DataConfig", "DepthLoss", "OptimConfig", "TrainConfig", "World", "build_model",
-           "build_optimizer", "fit", "frozen_by_design", "load_train_config", "validate", "warmup_schedule"]
+           "build_optimizer", "fit", "frozen_by_design", "load_train_config", "metric_head_from_relative", "validate",
+           "warmup_schedule"]

@@ -39,18 +39,77 @@ def align_per_frame(pred, gt, valid):
     return pred * scale[..., None, None] + shift[..., None, None]
 
 
+def mean_abs_error(pred, gt, valid):
+    """pred, gt: (..., H, W); valid: (..., H, W) bool -> mean |pred - gt| over the valid pixels ()."""
+    return (pred - gt).abs()[valid].mean()
+
+
+#: SILog's lambda in Depth Anything V2's metric training (``metric_depth/util/loss.py``)
+SILOG_LAMBDA = 0.5
+SILOG_FLOOR = 1e-6  # metres: a sigmoid head can underflow to 0, whose log would be -inf
+
+
+def silog_loss(pred, gt, valid, lambd: float = SILOG_LAMBDA):
+    """The scale-invariant log loss of Depth Anything V2's metric models, on depths in metres:
+    sqrt(mean(e^2) - lambd * mean(e)^2) with e = ln gt - ln pred over the valid pixels of the whole
+    batch (pooled, as the official loss pools its batch). lambd = 1 would ignore a global scale
+    error entirely; 0.5 penalises half of it, which is what teaches metres."""
+    e = gt[valid].log() - pred[valid].clamp_min(SILOG_FLOOR).log()  # (n,)
+    # >= (1 - lambd) mean(e^2) >= 0 in exact arithmetic; the floor keeps sqrt's gradient finite at 0
+    return ((e * e).mean() - lambd * e.mean() ** 2).clamp_min(1e-12).sqrt()
+
+
+TARGET_SCALE = 100.0  # ground truth inverse depth (1/m) x 100: the published models' units
+MIN_DEPTH = 1e-3  # metres: nearer ground truth is not supervised in metres (Depth Anything V2's min_depth)
+
+
+def inverse_target(target, max_depth: float):
+    """Training target (inverse depth in 1/m, -1 invalid, 0 sky) -> (100 x inverse depth, valid):
+    the published models' units, sky included (supervised towards 0)."""
+    return target * TARGET_SCALE, target >= 0
+
+
+def metric_target(target, max_depth: float):
+    """Training target -> (depth in metres, valid): the pixels with a depth in [MIN_DEPTH,
+    max_depth] (the head's cap: a sigmoid head cannot reach beyond it), so no sky and nothing
+    invalid (Depth Anything V2's metric training mask)."""
+    valid = (target > 0) & (target >= 1.0 / max_depth) & (target <= 1.0 / MIN_DEPTH)  # (..., H, W)
+    return 1.0 / target.where(valid, 1.0), valid  # (..., H, W): 1 m where not valid (never read)
+
+
+#: what a loss compares the prediction with, per output unit (a row of flashdepth.config.UNITS)
+TARGETS = {"relative-inverse-depth": inverse_target, "metric-depth": metric_target}
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
     description: str
     align: Optional[Callable] = None  # (pred, gt, valid) -> pred aligned to gt; None: compared as predicted
+    unit: str = "relative-inverse-depth"  # the output unit (flashdepth.config.UNITS) it trains: picks the target
+    reduce: Callable = mean_abs_error  # (pred, gt, valid) -> the loss ()
 
 
 LOSSES = {
     "l1": Loss("l1", "mean |pred - 100 x inverse depth| over valid pixels, sky supervised towards 0"),
     "ssi": Loss("ssi", "the same after a per-frame least-squares scale and shift of the prediction (scale-and-shift "
                        "invariant)", align_per_frame),
+    "silog": Loss("silog", f"scale-invariant log loss on depth in metres, lambda {SILOG_LAMBDA} (Depth Anything V2's "
+                           "metric training), over pixels within the metric head's cap; needs a metric head",
+                  unit="metric-depth", reduce=silog_loss),
 }
+
+
+def check_loss_unit(kind: str, config) -> None:
+    """A ConfigError unless the loss row ``kind`` trains what a model of ``config`` (a ModelConfig)
+    outputs: ``silog`` needs a metric head, ``l1`` and ``ssi`` a relative one."""
+    row = choose(LOSSES, kind, "loss")
+    unit = config.unit.name
+    if row.unit != unit:
+        fits = ", ".join(name for name, other in LOSSES.items() if other.unit == unit)
+        fix = ("give the model a metric head (metric_head=MAX_DEPTH in metres, e.g. 80)" if row.unit == "metric-depth"
+               else f"use one of the losses for {unit}: {fits}")
+        raise ConfigError(f"loss={kind!r} trains {row.unit} but {config.name} outputs {unit}; {fix}")
 
 
 # ------------------------------------------------------------------------------------ crop

@@ -16,7 +16,8 @@ from typing import Any, Optional, Sequence
 from ..config import ModelConfig, from_dict, to_plain
 from ..data.datasets import DATASETS
 from ..errors import ConfigError
-from .choices import CROPS, LOSSES, PRECISIONS, SCHEDULES, choose
+from ..inference.registry import get_config
+from .choices import CROPS, LOSSES, PRECISIONS, SCHEDULES, check_loss_unit, choose
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -99,6 +100,9 @@ class TrainConfig:
     init_student: str = ""  # stage 2: FlashDepth-S checkpoint (student + temporal)
     init_teacher: str = ""  # stage 2: FlashDepth-L checkpoint (frozen teacher branch)
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept fixed
+    # > 0: the model gets a metric head (sigmoid x metric_head metres, as Depth Anything V2's metric
+    # models) and outputs depth in metres; train it with loss = "silog". 0: the model's own head.
+    metric_head: float = 0.0
     steps: int = 100_000
     batch_size: int = 4  # clips per process
     loss: str = "l1"  # a row of choices.LOSSES: "l1" on disparity x100, or "ssi" (scale-and-shift invariant)
@@ -120,9 +124,19 @@ class TrainConfig:
         _at_least("val_every", self.val_every, 0)
         self.data.validate()
         self.optim.validate()
+        if not math.isfinite(self.metric_head) or self.metric_head < 0:
+            raise ConfigError(f"metric_head={self.metric_head!r} must be a depth cap in metres (e.g. 20 indoors, 80 "
+                              "outdoors), or 0 to keep the model's head")
         choose(LOSSES, self.loss, "loss")
         choose(PRECISIONS, self.precision, "precision")
+        check_loss_unit(self.loss, self.model_to_train())
         return self
+
+    def model_to_train(self) -> ModelConfig:
+        """The architecture this recipe trains: ``model_config`` or the registered ``model``, with
+        a metric head when ``metric_head`` > 0."""
+        config = self.model_config or get_config(self.model)
+        return config.with_metric_head(self.metric_head) if self.metric_head > 0 else config
 
     def to_dict(self) -> dict:
         return to_plain(dataclasses.asdict(self))

@@ -255,7 +255,9 @@ def validate(model: FlashDepth, config: TrainConfig, world: World, device: torch
 
     model.eval()
     session = DepthSession(model, device=device, precision=precision)
-    opts = EvalOptions(preset=config.data.val_preset, max_frames=config.data.val_max_frames or None)
+    # a metric model is scored in metres as predicted (the metric protocol), a relative one aligned
+    opts = EvalOptions(preset=config.data.val_preset, max_frames=config.data.val_max_frames or None,
+                       **({"alignment": "none"} if model.config.unit.metric else {}))
     out = {}
     for name in config.data.val_datasets:
         folder = Path(config.data.root) / name

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..models import FlashDepth
-from ..inference.registry import get_config
-from ..inference.weights import check_fit, model_from_checkpoint, read_checkpoint
-from .choices import SCHEDULES, choose
+from ..inference.weights import check_fit, detect_variant, model_from_checkpoint, read_checkpoint
+from .choices import SCHEDULES, TARGET_SCALE, choose
 from .config import TrainConfig
+
+#: the depths, as fractions of the cap, over which a metric head taken from a relative one is fitted
+METRIC_HEAD_FIT = (0.05, 0.9)
 
 
 def build_model(config: TrainConfig) -> FlashDepth:
@@ -20,9 +23,10 @@ def build_model(config: TrainConfig) -> FlashDepth:
     Stage 1: ``init`` is a Depth Anything V2 (or FlashDepth) checkpoint; the temporal module
     starts at its published zero initialisation. Stage 2: ``init_student`` (FlashDepth-S) fills
     the student and its temporal module, ``init_teacher`` (FlashDepth-L) the teacher branch; the
-    fusion starts at its zero initialisation.
+    fusion starts at its zero initialisation. With ``metric_head`` > 0 the model has a metric head;
+    weights from a relative model then enter it through :func:`metric_head_from_relative`.
     """
-    model_config = config.model_config or get_config(config.model)
+    model_config = config.model_to_train()
     if config.init_student or config.init_teacher:
         if model_config.fusion is None:
             raise ConfigError("init_student / init_teacher need a model with fusion (flashdepth)")
@@ -42,10 +46,64 @@ def build_model(config: TrainConfig) -> FlashDepth:
             missing_ok += ("teacher_model.",)
         check_fit(model, merged, "stage-2 initialisation", allow_missing_prefixes=missing_ok)
         model.load_state_dict(merged, strict=False)
-        return model
-    if config.init:
-        return model_from_checkpoint(config.init, model_config)
-    return FlashDepth(model_config)
+        head_from = config.init_student
+    elif config.init:
+        model = model_from_checkpoint(config.init, model_config)
+        head_from = config.init
+    else:
+        return FlashDepth(model_config)
+    if model_config.unit.metric and head_from and not checkpoint_unit(head_from).metric:
+        metric_head_from_relative(model)
+    return model
+
+
+def checkpoint_unit(path: str):
+    """The output unit (a row of :data:`flashdepth.config.UNITS`) of the model a checkpoint holds:
+    ours store their config; a published file is matched by its layout, and one that matches
+    nothing, or the Depth Anything V2 metric files (which have exactly the relative models' layout),
+    reads as relative."""
+    from ..config import UNITS
+
+    state, meta = read_checkpoint(path)
+    try:
+        return detect_variant(state, meta).unit
+    except CheckpointError:
+        return UNITS["relative-inverse-depth"]
+
+
+def metric_head_fit(max_depth: float, scale: float = TARGET_SCALE, fit: tuple[float, float] = METRIC_HEAD_FIT,
+                    samples: int = 256) -> tuple[float, float]:
+    """(c, alpha) such that ``max_depth * sigmoid(c - alpha * r)`` is close to the depth ``scale / r``
+    that a relative output r means (the published x100 convention): the least-squares line of
+    logit(z / max_depth) against -scale / z over depths z log-spaced in ``fit`` (fractions of
+    the cap). A sigmoid of a line in 1/z cannot follow 1/z over decades: the start is a monotone,
+    roughly calibrated reading of the relative output (about 0.3 in |ln| error), not an exact one."""
+    z = np.geomspace(fit[0] * max_depth, fit[1] * max_depth, samples)  # (n,) metres
+    design = np.stack([np.ones_like(z), -scale / z], axis=1)  # (n, 2)
+    (c, alpha), *_ = np.linalg.lstsq(design, np.log(z / (max_depth - z)), rcond=None)
+    return float(c), float(alpha)
+
+
+@torch.no_grad()
+def metric_head_from_relative(model: FlashDepth) -> FlashDepth:
+    """Give a metric head the meaning of the relative head whose weights it holds, in place.
+
+    The last layer (``output_conv2``'s 1x1 convolution) of a relative head computes r, read as
+    inverse depth x100 after the ReLU; in a metric head the same layer computes the logit of depth
+    / max_depth. Everything before that layer keeps its weights; the layer becomes
+    ``c - alpha * r`` (weights times -alpha, bias times -alpha plus c; :func:`metric_head_fit`), so
+    the fine-tune starts from depths that fall as the relative output rises, near 100 / r, instead
+    of a saturated sigmoid (a relative output of tens would pin it at the cap, with no gradient).
+    """
+    cap = model.config.dpt.max_depth
+    if not cap > 0:
+        raise ConfigError(f"{model.config.name} has a relative head (dpt.max_depth=0); build it with "
+                          "config.with_metric_head(MAX_DEPTH) first")
+    c, alpha = metric_head_fit(cap)
+    last = model.depth_head.scratch.output_conv2[2]
+    last.weight.mul_(-alpha)
+    last.bias.mul_(-alpha).add_(c)
+    return model
 
 
 def frozen_by_design(model: FlashDepth) -> list[str]:
