@@ -184,14 +184,14 @@ def _bench_windowed(case: BenchCase, model, device: torch.device, frames: int, w
                     peak_gflops: Optional[float]) -> dict:
     """Time the windowed (offline) mode: whole windows of ``case.window`` random frames through
     ``model.forward_window`` (frames (1, T, 3, H, W) -> depth (1, T, H, W)); enough windows to
-    cover ``frames`` new frames (at least two), after ``warmup`` untimed windows (at least one).
+    cover ``frames`` new frames (at least one), after ``warmup`` untimed windows (at least one).
     Per-frame figures are per *new* frame (``window - overlap`` per window): a long video's cost."""
     method = get_mode(case.mode).method  # "forward_window"
     if not callable(getattr(model, method, None)):
         raise NoWindowedModeError(f"{case.model} has no {case.mode} mode (no {method}); bench it with mode='streaming'")
     forward_window = getattr(model, method)
     new = case.window - case.overlap  # depths each window adds in a long video
-    windows = max(2, -(-frames // new))
+    windows = max(1, -(-frames // new))
     clip = torch.randn(1, case.window, 3, *case.size, device=device)  # (1, T, 3, H, W)
     times, peak = [], 0
     with torch.inference_mode(), autocast(device, case.precision):
