@@ -211,7 +211,7 @@ def test_window_forward_mixes_frames_and_is_batched_per_clip():
         moved = model.forward_window(changed)
     assert both.shape == (2, 5, 56, 84) and rel(both[1:], one) < 1e-5
     assert rel(moved[:, 0], both[:, 0]) > 1e-4  # frame 0 sees frame 4
-    with pytest.raises(ValueError, match="at most 32"):
+    with pytest.raises(flashdepth.InputShapeError, match="at most 32"):
         model.forward_window(frames(33, 14, 14))
 
 

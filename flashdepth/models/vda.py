@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import DPTConfig, MotionConfig, ModelConfig
-from ..errors import StreamStateError
+from ..errors import ConfigError, InputShapeError, StreamStateError
 from .dpt import DPTHead
 from .flashdepth import FlashDepth
 from .vit import VisionTransformer
@@ -247,7 +247,8 @@ class VideoDepthAnything(FlashDepth):
         nn.Module.__init__(self)  # FlashDepth's layers are not built: the interface is what is shared
         config.validate()
         if config.motion is None:
-            raise ValueError("VideoDepthAnything needs config.motion (its temporal head)")
+            raise ConfigError(f"{config.name} has no motion config: VideoDepthAnything needs config.motion (its "
+                              "temporal head); build other configs with flashdepth.models.build_model")
         self.config = config
         self.pretrained = VisionTransformer(config.vit)
         self.head = TemporalDPTHead(config.vit.embed_dim, config.dpt, config.motion)
@@ -340,7 +341,8 @@ class VideoDepthAnything(FlashDepth):
         self.check_stream(frames, None)
         b, t, _, height, width = frames.shape
         if t > self.config.motion.window:
-            raise ValueError(f"forward_window takes at most {self.config.motion.window} frames, got {t}")
+            raise InputShapeError(f"forward_window takes at most {self.config.motion.window} frames (the "
+                                  f"position table's length), got {t}; split the clip into windows")
         layers, ph, pw = self._levels(frames)
         depth = self._decode(layers, ph, pw, lambda i, x: self.head.motion_modules[i].window(x, b, t))
         return depth.reshape(b, t, height, width)
