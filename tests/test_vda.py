@@ -1,7 +1,6 @@
 """Video Depth Anything: the rows, strict loading of the published layout, the streaming state and
 the window forward, on tiny configs (the official code itself: tests/test_vda_official.py)."""
 
-import dataclasses
 
 import pytest
 import torch
