@@ -16,7 +16,11 @@ Stages:
   same weights with the state reset every frame, and the single-image model: AbsRel and delta1
   with one scale and shift per sequence and with no alignment at all, scale_std, TAE, and the
   error against the frame index (plotted with ``--plot``); and the yard scene (a ground, a back
-  wall and boxes at 3, 6 and 12 m) for the ordering of the boxes.
+  wall and boxes at 3, 6 and 12 m) for the ordering of the boxes;
+* ``cue``: whether the single-image model's scale follows the scale family's markers;
+* ``memory`` (and ``memory-eval``): the toy memory task of docs/tiny-synthetic.md#memory, the
+  ``scale-memory`` family trained from the single-image model (configs/tiny-memory.toml) and
+  evaluated carried vs reset vs single-image, with the ideal observer and the state's influence.
 """
 
 from __future__ import annotations
@@ -277,7 +281,8 @@ def memory_synth(work: Path) -> None:
 
 
 def memory_train(work: Path, threads: int) -> None:
-    """configs/tiny-memory.toml from the single-image model (trained first if it is missing)."""
+    """configs/tiny-memory.toml from the single-image model (which ``train`` must have made), resumed
+    from its last checkpoint if there is one."""
     from flashdepth.train import load_train_config
 
     config = load_train_config(REPO / MEMORY_STEP)
