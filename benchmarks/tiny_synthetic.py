@@ -16,7 +16,11 @@ Stages:
   same weights with the state reset every frame, and the single-image model: AbsRel and delta1
   with one scale and shift per sequence and with no alignment at all, scale_std, TAE, and the
   error against the frame index (plotted with ``--plot``); and the yard scene (a ground, a back
-  wall and boxes at 3, 6 and 12 m) for the ordering of the boxes.
+  wall and boxes at 3, 6 and 12 m) for the ordering of the boxes;
+* ``cue``: whether the single-image model's scale follows the scale family's markers;
+* ``memory`` (and ``memory-eval``): the toy memory task of docs/tiny-synthetic.md#memory, the
+  ``scale-memory`` family trained from the single-image model (configs/tiny-memory.toml) and
+  evaluated carried vs reset vs single-image, with the ideal observer and the state's influence.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ SYNTH = [
 ]
 STEPS = {"image": "configs/tiny-synthetic-image.toml", "temporal": "configs/tiny-synthetic.toml"}
 MAX_DEPTH = 70.0
+# The toy memory task (docs/tiny-synthetic.md#memory): its family, seeds and frame size, and its
+# training step, which starts from the single-image model of STEPS["image"].
+MEMORY_SYNTH = ["memory", "scale-memory", ["train=30000:30160", "val=35000:35004", "test=31000:31016"]]
+MEMORY_FRAMES, MEMORY_SIZE = 12, (70, 126)
+MEMORY_STEP = "configs/tiny-memory.toml"
 
 
 def synth(work: Path) -> None:
@@ -52,7 +61,8 @@ def synth(work: Path) -> None:
 def last_checkpoint(work: Path, step: str) -> Path | None:
     from flashdepth.train import load_train_config
 
-    found = sorted((work / load_train_config(REPO / STEPS[step]).out_dir).glob("step_*.pth"))
+    recipe = MEMORY_STEP if step == "memory" else STEPS[step]
+    found = sorted((work / load_train_config(REPO / recipe).out_dir).glob("step_*.pth"))
     return found[-1] if found else None
 
 
@@ -258,13 +268,159 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+# ------------------------------------------------------------------ the toy memory task
+def memory_synth(work: Path) -> None:
+    name, preset, splits = MEMORY_SYNTH
+    if (work / "data" / name / "dataset.json").is_file():
+        return
+    args = ["data", "--name", name, "--preset", preset, "--frames", str(MEMORY_FRAMES),
+            "--size", "x".join(map(str, MEMORY_SIZE))]
+    for split in splits:
+        args += ["--split", split]
+    subprocess.run([sys.executable, "-m", "flashdepth_cli", "synth", *args], cwd=work, check=True)
+
+
+def memory_train(work: Path, threads: int) -> None:
+    """configs/tiny-memory.toml from the single-image model (which ``train`` must have made), resumed
+    from its last checkpoint if there is one."""
+    from flashdepth.train import load_train_config
+
+    config = load_train_config(REPO / MEMORY_STEP)
+    if (work / config.out_dir / f"step_{config.steps:07d}.pth").is_file():
+        return
+    image = load_train_config(REPO / STEPS["image"])
+    if not (work / image.out_dir / f"step_{image.steps:07d}.pth").is_file():
+        raise SystemExit(f"the single-image model {work / image.out_dir} is not trained yet: "
+                         f"run `python benchmarks/tiny_synthetic.py train --workdir {work}` first")
+    last = last_checkpoint(work, "memory")
+    extra = ["--resume", str(last)] if last is not None else []
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with open(work / "train_memory.log", "a") as log:
+        subprocess.run([sys.executable, "-m", "flashdepth_cli", "train", str(REPO / MEMORY_STEP), *extra],
+                       cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+def memory_config():
+    from dataclasses import replace
+
+    from flashdepth.data.synthetic import PRESETS
+
+    return replace(PRESETS["scale-memory"], frames=MEMORY_FRAMES, height=MEMORY_SIZE[0], width=MEMORY_SIZE[1])
+
+
+def memory_evaluate(work: Path, checkpoint: Path | None = None) -> dict:
+    """Carried vs reset vs the single-image model on the toy's held-out clips, the ideal observer on
+    the same seeds, and the state's influence: the relative L2 difference between the carried and
+    the reset prediction, per frame."""
+    import torch
+
+    from flashdepth import load_model
+    from flashdepth.data.sequence import DatasetFolder
+    from flashdepth.data.synthetic.oracle import scale_estimate_errors
+
+    temporal = load_model(checkpoint or last_checkpoint(work, "memory"))
+    image = load_model(last_checkpoint(work, "image"))
+    sequences = DatasetFolder(work / "data" / MEMORY_SYNTH[0]).sequences("test")
+    runs = {"state carried": (temporal, True), "state reset every frame": (temporal, False),
+            "single-image model": (image, True)}
+    preds = {label: [predict_sequence(m, seq, carry) for seq in sequences] for label, (m, carry) in runs.items()}
+    results: dict = {"memory": {label: _mean([score(p, seq) for p, seq in zip(preds[label], sequences)])
+                                for label in runs}}
+    influence = [np.linalg.norm((a - b).reshape(len(a), -1), axis=1) / np.linalg.norm(b.reshape(len(b), -1), axis=1)
+                 for a, b in zip(preds["state carried"], preds["state reset every frame"])]  # (T,) each
+    results["influence_per_frame"] = np.mean(influence, axis=0).tolist()
+    out_layer = temporal.mamba.final_layer[1].weight.detach()
+    results["temporal_output_weight_norm"] = float(torch.linalg.norm(out_layer))
+    observer = [scale_estimate_errors(int(seq.name), memory_config()) for seq in sequences]
+    results["oracle"] = {key: np.mean([r[key] for r in observer], axis=0).tolist()
+                         for key in ("frame", "sequence", "visible")}
+    results["checkpoint"] = str(checkpoint or last_checkpoint(work, "memory"))
+    return results
+
+
+def cue(work: Path) -> dict:
+    """Does the single-image model read the markers of the scale-ambiguous family? Per test frame:
+    its log scale (median log of predicted / true depth, plus the true log scale) against the true
+    log scale, on frames with a measurable marker and frames without; and the markers' image size."""
+    from flashdepth import load_model
+    from flashdepth.data.sequence import DatasetFolder
+    from flashdepth.data.synthetic import PRESETS, build_scene, render_clip
+    from flashdepth.data.synthetic.oracle import MIN_PIXELS
+
+    config = PRESETS["scale-ambiguous"]
+    model = load_model(last_checkpoint(work, "image"))
+    truth, predicted, seen, rows = [], [], [], []
+    for seq in DatasetFolder(work / "data" / "scale").sequences("test"):
+        scene = build_scene(int(seq.name), config)
+        markers = [i for i, p in enumerate(scene.primitives) if p.kind == "marker"]
+        pred = predict_sequence(model, seq, True)  # (T, H, W) 100/m
+        for i, frame in enumerate(render_clip(int(seq.name), config)):
+            valid = np.isfinite(frame.depth) & (frame.depth < MAX_DEPTH)
+            error = np.median(np.log(100.0 / np.clip(pred[i][valid], 1e-6, None)) - np.log(frame.depth[valid]))
+            truth.append(np.log(scene.scale))
+            predicted.append(np.log(scene.scale) + error)
+            areas = [int((frame.owner == k).sum()) for k in markers]
+            seen.append(max(areas, default=0) >= MIN_PIXELS)
+            if seen[-1]:
+                rows.append(max(int((frame.owner == k).any(axis=1).sum()) for k in markers))
+    truth, predicted, seen = map(np.array, (truth, predicted, seen))
+    out = {}
+    for label, mask in (("marker in view", seen), ("no marker", ~seen)):
+        out[label] = {"frames": int(mask.sum()), "corr": float(np.corrcoef(truth[mask], predicted[mask])[0, 1]),
+                      "slope": float(np.polyfit(truth[mask], predicted[mask], 1)[0]),
+                      "mean_abs_log_scale_error": float(np.abs(predicted[mask] - truth[mask]).mean())}
+    out["marker_rows_p10_p50_p90"] = np.percentile(rows, [10, 50, 90]).tolist()
+    return out
+
+
+def memory_table(results: dict) -> str:
+    lines = table({"memory": results["memory"]}).splitlines()
+    frames = [0, 2, 4, 6, 8, 10, 11]
+    lines += ["", "| mean \\|log scale error\\| at frame | " + " | ".join(map(str, frames)) + " |",
+              "|---|" + "---|" * len(frames)]
+    rows = [("ideal observer, this frame's markers", results["oracle"]["frame"]),
+            ("ideal observer, all frames so far", results["oracle"]["sequence"]),
+            ("markers in view (mean count)", results["oracle"]["visible"])]
+    rows += [(f"model: {label}", r["unaligned"]["log_scale_error_per_frame"]) for label, r in results["memory"].items()]
+    rows += [("carried vs reset, relative L2 difference", results["influence_per_frame"])]
+    for label, values in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{values[f]:.3f}" for f in frames) + " |")
+    return "\n".join(lines)
+
+
+def memory_plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, r in results["memory"].items():
+        axes[0].plot(r["unaligned"]["log_scale_error_per_frame"], marker="o", label=label)
+        axes[1].plot(r["aligned"]["abs_rel_per_frame"], marker="o", label=label)
+    axes[0].plot(results["oracle"]["frame"], "k:", label="ideal observer, this frame's markers")
+    axes[0].plot(results["oracle"]["sequence"], "k--", label="ideal observer, all frames so far")
+    axes[0].set_title("toy memory task: |log scale error| per frame (no alignment)")
+    axes[1].set_title("AbsRel per frame (one fit per sequence)")
+    for ax in axes:
+        ax.set_xlabel("frame index (markers in view until about frame 5)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("stage", choices=["synth", "train", "eval", "all"])
+    p.add_argument("stage", choices=["synth", "train", "eval", "all", "memory", "memory-eval", "cue"],
+                   help="memory: the toy memory task end to end (data, training, evaluation); memory-eval: its "
+                        "evaluation alone; cue: whether the single-image model reads the scale family's markers")
     p.add_argument("--workdir", default="tiny", help="data/ and runs/ are made here (default: tiny)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the training (default: 2)")
     p.add_argument("--json", help="write the evaluation here")
     p.add_argument("--plot", help="write the per-frame plot here (PNG)")
+    p.add_argument("--checkpoint", help="memory-eval: this checkpoint instead of the memory step's last")
     args = p.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -272,6 +428,23 @@ def main() -> int:
         synth(work)
     if args.stage in ("train", "all"):
         train(work, args.threads)
+    if args.stage == "cue":
+        results = cue(work)
+        print(json.dumps(results, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        return 0
+    if args.stage in ("memory", "memory-eval"):
+        if args.stage == "memory":
+            memory_synth(work)
+            memory_train(work, args.threads)
+        results = memory_evaluate(work, Path(args.checkpoint) if args.checkpoint else None)
+        print(memory_table(results))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        if args.plot:
+            memory_plot(results, Path(args.plot))
+        return 0
     if args.stage in ("eval", "all"):
         results = evaluate(work)
         results["oracle"] = oracle()

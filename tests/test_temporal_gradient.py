@@ -84,3 +84,59 @@ def test_forward_sequence_equals_streaming_in_values_and_gradients(variant):
             torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-6, msg=lambda m: f"{name}: {m}")
     # The temporal module's parameters do receive a gradient: it is trainable at all.
     assert any(a is not None and a.abs().max() > 0 for n, a in zip(names, grads_seq[1:]) if n.startswith("mamba."))
+
+
+# ------------------------------------------------------------------ a recall task the module solves
+def _recall_batch(g: torch.Generator, batch: int, frames: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (B, T, C, 2, 2): a value c shown on channel 0 of the first frame only, noise
+    elsewhere; the target is c on every later frame."""
+    c = torch.rand(batch, generator=g) * 2 - 1  # (B,) uniform in [-1, 1]
+    feat = 0.1 * torch.randn(batch, frames, channels, 2, 2, generator=g)
+    feat[:, 0, 0] = c[:, None, None]
+    return feat, c
+
+
+def _recall_loss(module, feat: torch.Tensor, c: torch.Tensor, carry: bool) -> torch.Tensor:
+    if carry:
+        out, _ = module(feat, None)  # the state crosses the T frames
+    else:
+        out = torch.cat([module(feat[:, t:t + 1], None)[0] for t in range(feat.shape[1])], dim=1)
+    later = out[:, 1:, 1]  # (B, T-1, 2, 2): channel 1 of every frame after the first
+    return ((later - c[:, None, None, None]) ** 2).mean()
+
+
+@pytest.mark.parametrize("carry", [True, False])
+def test_the_temporal_module_learns_to_recall_the_first_frame(carry):
+    """The toy memory task at the module's level: from the published zero init, a few hundred Adam
+    steps teach it to carry a value seen in the first frame to the later ones -- only through the
+    state. The best answer without the state is the mean (loss = var(c) = 1/3)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and a loaded CI machine spins less
+    try:
+        held_out = _train_recall(carry)
+    finally:
+        torch.set_num_threads(threads)
+    if carry:
+        assert held_out < 0.1 / 3, held_out
+    else:
+        assert held_out > 0.8 / 3, held_out
+
+
+def _train_recall(carry: bool) -> float:
+    from flashdepth.config import TemporalConfig
+    from flashdepth.models.temporal import TemporalModule
+
+    torch.manual_seed(0)
+    cfg = TemporalConfig(num_blocks=1, downsample=1.0, d_state=16, expand=2, headdim=8, chunk_size=64, mlp_ratio=2)
+    module = TemporalModule(16, cfg)
+    optim = torch.optim.Adam(module.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        feat, c = _recall_batch(g, 32, 4, 16)
+        loss = _recall_loss(module, feat, c, carry)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    with torch.no_grad():
+        feat, c = _recall_batch(torch.Generator().manual_seed(2), 256, 4, 16)  # held out
+        return float(_recall_loss(module, feat, c, carry))

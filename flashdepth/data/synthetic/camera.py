@@ -25,6 +25,7 @@ class CameraPath:
     speed: float  # m/s along the arc
     turn: float  # rad/s: the arc's curvature times the speed
     look_offset: float = 0.0  # constant yaw offset from the direction of travel (strafing)
+    pan: float = 0.0  # rad/s: a steady turn of the view alone (the path keeps its course), positive towards +y
     look_wave: np.ndarray = field(default_factory=lambda: np.zeros(3))
     pitch: float = 0.0  # mean pitch, positive looks up
     pitch_wave: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -50,7 +51,8 @@ class CameraPath:
         return out
 
     def yaw(self, time: float) -> float:
-        return self.heading + self.turn * time + self.look_offset + float(_wave(self.look_wave, time))
+        return (self.heading + self.turn * time + self.look_offset + self.pan * time
+                + float(_wave(self.look_wave, time)))
 
     def pose(self, time: float) -> np.ndarray:
         """(4, 4) camera-to-world at ``time``: columns 0-2 are the camera's right, down and forward

@@ -50,11 +50,21 @@ class SynthConfig:
     marker_spread: float = 0.1  # log-normal spread of the markers' heights (0.1 = about +-10 %)
     marker_distance: tuple[float, float] = (1.5, 10.0)  # placement distance in marker heights (log-uniform)
     marker_window: float = 1.0  # markers are placed in view at an instant of this first share of the clip
+    # Where in the view a marker is placed, as a share of the half field of view from the view's
+    # centre, positive towards the side the camera pans to (default: anywhere in view).
+    marker_azimuth: tuple[float, float] = (-1.0, 1.0)
+    # False: a marker's distance is drawn in its own heights; True: in the larger of its height and
+    # the camera's height, so that a near marker stays in view at any world scale and eye height.
+    marker_near: bool = False
+    # A steady pan of the view, |rate| uniform in this range (deg/s) with a random sign per clip:
+    # what was in view at the start leaves it (the marker-memory family). (0, 0) = no pan.
+    pan_deg: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         # Lists are accepted for convenience but stored as tuples, so configs stay hashable.
         for name in ("kinds", "textures", "objects", "distance", "speed", "eye_height", "mover_speed", "pitch_deg",
-                     "ambient", "sun_elevation_deg", "texture_scale", "world_scale", "markers", "marker_distance"):
+                     "ambient", "sun_elevation_deg", "texture_scale", "world_scale", "markers", "marker_distance",
+                     "marker_azimuth", "pan_deg"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("height", "width", "frames"):
             value = getattr(self, name)
@@ -99,6 +109,11 @@ class SynthConfig:
                f"marker_height={self.marker_height} must be > 0 and marker_spread={self.marker_spread} in [0, 1]")
         _range(self, "marker_distance", 0.5)
         _check(0 < self.marker_window <= 1, f"marker_window={self.marker_window} must lie in (0, 1]")
+        _range(self, "marker_azimuth", -1.0)
+        _check(self.marker_azimuth[1] <= 1.0, f"marker_azimuth={self.marker_azimuth} must lie in [-1, 1]")
+        _check(isinstance(self.marker_near, bool), f"marker_near={self.marker_near!r} must be true or false")
+        _range(self, "pan_deg", 0.0)
+        _check(self.pan_deg[1] <= 360.0, f"pan_deg={self.pan_deg} must lie in [0, 360] (deg/s)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,4 +154,14 @@ PRESETS: dict[str, SynthConfig] = {
     # (docs/synthetic.md#scale; the oracle is flashdepth.data.synthetic.oracle).
     "scale-ambiguous": SynthConfig(**{**_VARIED, "world_scale": (1 / 3, 3.0), "markers": (1, 3), "turn_deg": 45.0,
                                       "marker_distance": (1.5, 6.0), "marker_window": 0.4}),
+    # The toy memory task (docs/tiny-synthetic.md#memory): the scale-ambiguous world with the cue
+    # made easy and then taken away. Two markers stand near the camera at the first instant, large
+    # in the view (1.3-2.2 times the larger of their height and the camera's), on the side the
+    # camera then pans to at 100-120 deg/s, so they leave the view after about half the 12 frames;
+    # a fixed field of view keeps their image size a direct reading of the scale.
+    "scale-memory": SynthConfig(**{**_VARIED, "frames": 12, "fov_jitter_deg": 0.0, "world_scale": (1 / 3, 3.0),
+                                   "markers": (2, 2), "marker_distance": (1.3, 2.2), "marker_near": True,
+                                   "marker_window": 0.05, "marker_azimuth": (0.0, 0.6), "pan_deg": (100.0, 120.0),
+                                   "turn_deg": 10.0, "speed": (0.3, 1.2), "eye_height": (0.8, 2.5),
+                                   "pitch_deg": (-20.0, -5.0)}),
 }

@@ -37,6 +37,12 @@ def build_scene(seed: int, config: SynthConfig = SynthConfig()) -> Scene:
     instants per frame interval; a placement that fails 20 times is dropped)."""
     rng = np.random.default_rng(seed)
     camera = _camera_path(rng, config)
+    # Everything the variety options draw comes from a second stream, so turning one on leaves the
+    # rest of the scene unchanged (and the pan is drawn only where it is on: old seeds keep their clips).
+    extra = np.random.default_rng([seed, 1])
+    if config.pan_deg[1] > 0:  # before the objects, so that they are placed where the panning view goes
+        pan = np.radians(extra.uniform(*config.pan_deg)) * (1.0 if extra.uniform() < 0.5 else -1.0)
+        camera = replace(camera, pan=float(pan))
     duration = (config.frames - 1) / config.fps
     dense = np.linspace(0.0, duration, 8 * config.frames)  # (K,) between frames too, for the clearance
     eyes = camera.positions(dense)  # (K, 3)
@@ -59,8 +65,6 @@ def build_scene(seed: int, config: SynthConfig = SynthConfig()) -> Scene:
               zenith=_color(rng, rng.uniform(0.55, 0.66), (0.3, 0.75), (0.45, 0.9)),
               cloud=_color(rng, 0.0, (0.0, 0.05), (0.85, 1.0)), cover=rng.uniform(0, 0.8), key=int(rng.integers(1 << 62)))
     ambient = rng.uniform(*config.ambient)
-    # Everything below draws from a second stream, so the options it serves leave the rest unchanged.
-    extra = np.random.default_rng([seed, 1])
     fov = config.fov_deg + extra.uniform(-1, 1) * config.fov_jitter_deg
     camera = replace(camera, roll=np.radians(extra.uniform(-1, 1) * config.roll_offset_deg))
     factor = float(np.exp(extra.uniform(*np.log(config.texture_scale))))
@@ -86,17 +90,21 @@ def _markers(rng: np.random.Generator, config: SynthConfig, camera: CameraPath, 
     red and white bands, the only objects whose size does not follow the world's scale. In scene
     units (metres / ``scale``) a marker of height h metres is h / scale tall, so its image size
     against its surroundings is what tells the scale. Each is placed in view at a random instant
-    of the clip, at a distance drawn in marker heights, so its image size says nothing by itself."""
+    of the clip, at a distance drawn in marker heights, so its image size says nothing by itself
+    (with ``marker_near``, in the larger of the marker's and the camera's height: near and large
+    in the view at any scale, where its size against the ground and the horizon tells the scale)."""
     out: list[Primitive] = []
     count = int(rng.integers(config.markers[0], config.markers[1] + 1))
     half_fov = np.radians(config.fov_deg) / 2
+    side = -1.0 if camera.pan < 0 else 1.0  # marker_azimuth is measured towards the pan
     for _ in range(count):
         height = config.marker_height * float(np.exp(rng.normal(0.0, config.marker_spread))) / scale  # scene units
         for _attempt in range(20):
             tau = float(rng.choice(times[:max(1, int(round(len(times) * config.marker_window)))]))
             eye = camera.positions(np.array([tau]))[0]
-            azimuth = camera.yaw(tau) + rng.uniform(-1.0, 1.0) * half_fov
-            r = height * float(np.exp(rng.uniform(*np.log(config.marker_distance))))
+            azimuth = camera.yaw(tau) + side * rng.uniform(*config.marker_azimuth) * half_fov
+            unit = max(height, eye[2]) if config.marker_near else height  # scene units
+            r = unit * float(np.exp(rng.uniform(*np.log(config.marker_distance))))
             base = np.array([eye[0] + r * np.cos(azimuth), eye[1] + r * np.sin(azimuth), 0.0])
             marker = Box(kind="marker", center=base + [0, 0, height / 2], rotation=_yaw(rng.uniform(0, 2 * np.pi)),
                          half=np.array([0.18, 0.18, 0.5]) * height,

@@ -1,0 +1,101 @@
+"""The scale-memory family (the toy memory task of docs/tiny-synthetic.md#memory): the scale is
+shown by near markers in the first frames, which the panning camera then leaves behind; every
+other image is unchanged by the world's scale."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from flashdepth.data import synthetic as synth
+from flashdepth.data.synthetic import SynthConfig, build_scene, render_clip
+from flashdepth.data.synthetic.oracle import scale_estimate_errors
+from flashdepth.errors import ConfigError
+
+SMALL = dict(height=63, width=112)
+SEEDS = range(30000, 30006)  # training seeds of the recipe: the family's property holds on them
+
+
+def _config(**kwargs) -> SynthConfig:
+    return dataclasses.replace(synth.PRESETS["scale-memory"], **{**SMALL, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def oracle_runs():
+    return [scale_estimate_errors(seed, _config()) for seed in SEEDS]
+
+
+def test_markers_are_seen_near_the_start_and_gone_later(oracle_runs):
+    config = _config()
+    first = []
+    for seed in SEEDS:
+        scene = build_scene(seed, config)
+        markers = [i for i, p in enumerate(scene.primitives) if p.kind == "marker"]
+        assert len(markers) == 2
+        frame = next(render_clip(seed, config))  # the first frame only
+        first.append(max(int((frame.owner == i).sum()) for i in markers))
+    # Large at the start (a share of the image; one clip in six may hide them behind a near object) ...
+    assert np.mean([a >= 0.02 * config.height * config.width for a in first]) >= 0.8, first
+    # ... and none measurable in the last third of any clip (the oracle counts markers in view).
+    late = [r["visible"][2 * config.frames // 3:] for r in oracle_runs]
+    assert np.max(late) == 0, late
+
+
+def test_the_view_pans_at_the_drawn_rate_and_markers_stand_on_its_side():
+    config = _config()
+    half_fov = np.radians(config.fov_deg) / 2
+    for seed in SEEDS:
+        scene = build_scene(seed, config)
+        camera = scene.camera
+        assert np.radians(config.pan_deg[0]) - 1e-9 <= abs(camera.pan) <= np.radians(config.pan_deg[1]) + 1e-9
+        unpanned = dataclasses.replace(camera, pan=0.0)
+        assert camera.yaw(0.7) - unpanned.yaw(0.7) == pytest.approx(camera.pan * 0.7)
+        pose = camera.pose(0.0)
+        for m in (p for p in scene.primitives if p.kind == "marker"):
+            x, _, z = (m.center - pose[:3, 3]) @ pose[:3, :3]  # camera coordinates (x right, z forward)
+            assert z > 0  # in front at the first instant
+            # Positive pan turns the view towards +y, i.e. to the camera's left (x < 0).
+            bearing = np.arctan2(x, z) * -np.sign(camera.pan)
+            assert -0.2 <= bearing <= config.marker_azimuth[1] * half_fov + 0.35, (seed, bearing)
+
+
+def test_the_world_scale_changes_depth_only():
+    base = _config(frames=4, markers=(0, 0), photometric=0.0, world_scale=(1.0, 1.0))
+    scaled = dataclasses.replace(base, world_scale=(0.4, 0.4))
+    for a, b in zip(render_clip(30001, base), render_clip(30001, scaled)):
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        finite = np.isfinite(a.depth)
+        np.testing.assert_allclose(b.depth[finite], 0.4 * a.depth[finite], rtol=1e-6)
+
+
+def test_memory_beats_the_frame_once_the_markers_are_gone(oracle_runs):
+    """The ideal observer: from the frames so far it keeps the start's estimate; from the current
+    frame alone it falls back to the prior once the markers have left."""
+    config = _config()
+    frame = np.mean([r["frame"] for r in oracle_runs], axis=0)  # (T,)
+    sequence = np.mean([r["sequence"] for r in oracle_runs], axis=0)  # (T,)
+    visible = np.mean([r["visible"] for r in oracle_runs], axis=0)  # (T,)
+    assert visible[0] >= 1.0 and visible[-1] == 0.0
+    np.testing.assert_allclose(frame[0], sequence[0])  # the first frame is all there is
+    late = slice(2 * config.frames // 3, None)
+    # The prior's mean error for a log-uniform scale on [1/3, 3] is log(3) / 2 = 0.55.
+    assert frame[late].mean() > 0.4 and sequence[late].mean() < 0.2
+
+
+def test_default_presets_draw_no_pan():
+    for name in ("classic", "varied", "scale-ambiguous"):
+        assert build_scene(5, dataclasses.replace(synth.PRESETS[name], **SMALL, frames=2)).camera.pan == 0.0
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(pan_deg=(-5.0, 10.0)), ["pan_deg"]),
+    (dict(pan_deg=(10.0, 400.0)), ["pan_deg", "360"]),
+    (dict(marker_azimuth=(-1.5, 0.0)), ["marker_azimuth"]),
+    (dict(marker_azimuth=(0.0, 1.5)), ["marker_azimuth", "[-1, 1]"]),
+    (dict(marker_near=1), ["marker_near"]),
+])
+def test_config_errors(kwargs, words):
+    with pytest.raises(ConfigError) as info:
+        SynthConfig(**kwargs)
+    for word in words:
+        assert word in str(info.value)
