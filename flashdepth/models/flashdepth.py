@@ -59,6 +59,18 @@ class StreamState:
         return StreamState(tuple(ssm), (0 if state is None else state.frames) + int(frames))
 
 
+def check_state_placement(state: "StreamState", device: Optional[torch.device], batch: int) -> None:
+    """Every tensor of ``state`` on ``device`` (None: not checked) and holding ``batch`` streams:
+    the checks a stream state passes whatever model carries it (its shapes are the model's own)."""
+    for i, s in enumerate(state.ssm):
+        if device is not None and s.device != device:
+            raise StreamStateError(f"stream state {i} is on {s.device} but the frame on {device}; move it with "
+                                   f"state.to({str(device)!r})")
+    if state.ssm[0].shape[0] != batch:
+        raise StreamStateError(f"the stream state holds {state.ssm[0].shape[0]} stream(s) but the frame batch has "
+                               f"{batch}; start a new stream with state=None")
+
+
 @runtime_checkable
 class Runner(Protocol):
     """The runner contract: what :class:`~flashdepth.DepthSession`, ``flashdepth run`` and
@@ -317,9 +329,4 @@ class FlashDepth(nn.Module):
             if s.dtype != torch.float32:
                 raise StreamStateError(f"stream state {i} is {s.dtype} but states are float32; pass the state "
                                        "this model returned, unchanged")
-            if device is not None and s.device != device:
-                raise StreamStateError(f"stream state {i} is on {s.device} but the frame on {device}; move it with "
-                                       f"state.to({str(device)!r})")
-        if state.ssm[0].shape[0] != batch:
-            raise StreamStateError(f"the stream state holds {state.ssm[0].shape[0]} stream(s) but the frame batch has "
-                                   f"{batch}; start a new stream with state=None")
+        check_state_placement(state, device, batch)

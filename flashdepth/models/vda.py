@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..config import DPTConfig, MotionConfig, ModelConfig
 from ..errors import ConfigError, InputShapeError, StreamStateError
 from .dpt import DPTHead
-from .flashdepth import FlashDepth
+from .flashdepth import FlashDepth, check_state_placement
 from .vit import VisionTransformer
 
 
@@ -290,12 +290,7 @@ class VideoDepthAnything(FlashDepth):
             if not isinstance(s, torch.Tensor) or s.dtype != torch.float32:
                 raise StreamStateError(f"stream state {i} is not a float32 tensor; pass the state this model "
                                        "returned, unchanged")
-            if device is not None and s.device != device:
-                raise StreamStateError(f"stream state {i} is on {s.device} but the frame on {device}; move it with "
-                                       f"state.to({str(device)!r})")
-        if state.ssm[0].shape[0] != batch:
-            raise StreamStateError(f"the stream state holds {state.ssm[0].shape[0]} stream(s) but the frame batch has "
-                                   f"{batch}; start a new stream with state=None")
+        check_state_placement(state, device, batch)
 
     def check_stream(self, video: torch.Tensor, state) -> None:
         super().check_stream(video, state)
