@@ -211,3 +211,31 @@ def test_batch_worker_makes_its_device_current_before_opening_the_session(tmp_pa
                                 session=types.SimpleNamespace(open=lambda device: calls.append(("open", device))))
     worker_module.BatchWorker(job, device="cuda:1")
     assert calls == [("bind", torch.device("cuda", 1)), ("open", "cuda:1")]
+
+
+def test_a_session_with_step_only_runs_one_frame_at_a_time(tiny_model):
+    """A session of one's own need not offer submit/flush: the run steps it frame by frame."""
+    images = [f // 4 for f in _frames(3, seed=1)] + [192 + f // 4 for f in _frames(3, seed=2)]
+
+    class StepOnly:
+        def __init__(self):
+            self.inner, self.resets = DepthSession(tiny_model, device="cpu"), 0
+
+        def step(self, image):
+            return self.inner.step(image)
+
+        def reset(self):
+            self.resets += 1
+            self.inner.reset()
+
+    session = StepOnly()
+    items, stats = _run(types_close(session), ListSource(images), reset_on_cut=True)
+    assert [i for i, _ in items] == list(range(6)) and stats.resets == session.resets == 1
+    want = _sequential(tiny_model, images[:3]) + _sequential(tiny_model, images[3:])
+    for (_, got), w in zip(items, want):
+        np.testing.assert_array_equal(got, w)
+
+
+def types_close(session):
+    session.close = lambda: None
+    return session

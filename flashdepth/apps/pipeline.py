@@ -286,6 +286,8 @@ class StreamRun:
         adds a frame of latency. Outputs and their order are those of one frame at a time."""
         if self.windowed is not None:
             return self._infer_windowed(start)
+        if not callable(getattr(self.session, "submit", None)):
+            return self._infer_one_at_a_time(start)
         session, stats = self.session, self.stats
         frame = self._next_frame()
         cut = frame is not None and self._is_cut(frame)
@@ -320,6 +322,18 @@ class StreamRun:
                 cut = frame is not None and self._is_cut(frame)
             else:
                 frame = following  # a scene cut: reset at the top
+
+    def _infer_one_at_a_time(self, start: float) -> None:
+        """For a session that only offers ``step`` (e.g. a stand-in of one's own): each frame is
+        finished before the next is read; outputs as with one frame in flight."""
+        session, stats = self.session, self.stats
+        while (frame := self._next_frame()) is not None:
+            if self._is_cut(frame) and stats.frames > 0:
+                (getattr(session, "cut", None) or session.reset)()
+                stats.resets += 1
+            t0 = time.perf_counter()
+            if not self._emit(frame, session.step(frame.image), t0, start):  # (H, W) float32
+                return
 
     def _infer_windowed(self, start: float) -> None:
         """As :meth:`_infer`, the depths from windows: they come out in bursts, one window behind
