@@ -156,20 +156,10 @@ def bench_case(case: BenchCase, frames: int = 10, warmup: int = 2, reference: bo
     times = time_interleaved(runners, sequence, warmup, device, case.precision, peaks=peaks)
     measured = np.asarray(times["measured"])
     flops = flops_per_frame(model, case.size, device, case.precision)
-    if peak_gflops is None:
-        peak_gflops = matmul_peak_gflops(device, dtype_of(case.precision) if device.type == "cuda" else torch.float32)
-    median = float(np.median(measured))
-    record = {
-        **dataclasses.asdict(case), "size": f"{case.size[0]}x{case.size[1]}", "frames": int(measured.size),
-        "warmup": int(warmup), **_spread("latency", measured), "fps": 1000.0 / median,
-        "gflop_per_frame": flops / 1e9, "gflops_achieved": flops / 1e6 / median,
-        "matmul_peak_gflops": peak_gflops, "fraction_of_peak": flops / 1e6 / median / peak_gflops,
-        "peak_rss_mib": peak_rss_bytes() / 2**20,
-        "peak_cuda_mib": peaks["measured"] / 2**20 if "measured" in peaks else None,
-        # the first depth of a stream needs one frame: a steady frame's time (the cold first
-        # frame is a warm-up frame, and its cost is one-off set-up, not the mode's)
-        "first_depth_frames": 1, "first_depth_ms": median,
-    }
+    record = _record(case, device, measured, warmup, flops, peak_gflops, peaks.get("measured"),
+                     # the first depth of a stream needs one frame: a steady frame's time (the cold
+                     # first frame is a warm-up frame, and its cost is one-off set-up, not the mode's)
+                     first_depth_frames=1, first_depth_ms=float(np.median(measured)))
     if reference:
         ref_ms = np.asarray(times["reference"])
         ratios = ref_ms / measured  # per frame: both sides timed on the same frame, back to back
@@ -213,18 +203,10 @@ def _bench_windowed(case: BenchCase, model, device: torch.device, frames: int, w
     window_ms = np.asarray(times)
     per_frame = window_ms / new
     flops = counter.get_total_flops() / new
-    if peak_gflops is None:
-        peak_gflops = matmul_peak_gflops(device, dtype_of(case.precision) if device.type == "cuda" else torch.float32)
-    median = float(np.median(per_frame))
-    return {
-        **dataclasses.asdict(case), "size": f"{case.size[0]}x{case.size[1]}", "frames": int(windows * new),
-        "windows": int(windows), "warmup": int(max(1, warmup)), **_spread("latency", per_frame),
-        "fps": 1000.0 / median, "gflop_per_frame": flops / 1e9, "gflops_achieved": flops / 1e6 / median,
-        "matmul_peak_gflops": peak_gflops, "fraction_of_peak": flops / 1e6 / median / peak_gflops,
-        "peak_rss_mib": peak_rss_bytes() / 2**20, "peak_cuda_mib": peak / 2**20 if device.type == "cuda" else None,
-        # no depth before a whole window of frames has arrived, then the window's compute
-        "first_depth_frames": case.window, "first_depth_ms": float(np.median(window_ms)),
-    }
+    return _record(case, device, per_frame, max(1, warmup), flops, peak_gflops,
+                   peak if device.type == "cuda" else None, frames=int(windows * new), windows=int(windows),
+                   # no depth before a whole window of frames has arrived, then the window's compute
+                   first_depth_frames=case.window, first_depth_ms=float(np.median(window_ms)))
 
 
 def bench_metric_from(case: BenchCase, metric_from: str, frames: int = 10, warmup: int = 2,
@@ -299,6 +281,24 @@ def metric_summary(records: list[dict]) -> str:
                     f"{r['aligned_mean_ms']:.1f} | {r['added_ms_per_frame']:.1f} | "
                     f"{r['metric_run_ms'] or 0:.1f} ({r['metric_runs']}) |")
     return "\n".join(rows)
+
+
+def _record(case: BenchCase, device: torch.device, ms: np.ndarray, warmup: int, flops: float,
+            peak_gflops: Optional[float], peak_cuda_bytes: Optional[int], **extra) -> dict:
+    """One record from per-frame milliseconds ``ms`` and FLOPs per frame: latency spread, FPS, the
+    achieved rate and its share of the machine's matmul peak (measured here if not given), memory."""
+    if peak_gflops is None:
+        peak_gflops = matmul_peak_gflops(device, dtype_of(case.precision) if device.type == "cuda" else torch.float32)
+    median = float(np.median(ms))
+    return {
+        **dataclasses.asdict(case), "size": f"{case.size[0]}x{case.size[1]}", "frames": int(ms.size),
+        "warmup": int(warmup), **_spread("latency", ms), "fps": 1000.0 / median,
+        "gflop_per_frame": flops / 1e9, "gflops_achieved": flops / 1e6 / median,
+        "matmul_peak_gflops": peak_gflops, "fraction_of_peak": flops / 1e6 / median / peak_gflops,
+        "peak_rss_mib": peak_rss_bytes() / 2**20,
+        "peak_cuda_mib": peak_cuda_bytes / 2**20 if peak_cuda_bytes is not None else None,
+        **extra,
+    }
 
 
 def _spread(prefix: str, ms: np.ndarray) -> dict:
