@@ -41,11 +41,16 @@ SYNTH = [
 ]
 STEPS = {"image": "configs/tiny-synthetic-image.toml", "temporal": "configs/tiny-synthetic.toml"}
 MAX_DEPTH = 70.0
-# The toy memory task (docs/tiny-synthetic.md#memory): its family, seeds and frame size, and its
-# training step, which starts from the single-image model of STEPS["image"].
-MEMORY_SYNTH = ["memory", "scale-memory", ["train=30000:30160", "val=35000:35004", "test=31000:31016"]]
-MEMORY_FRAMES, MEMORY_SIZE = 12, (70, 126)
-MEMORY_STEP = "configs/tiny-memory.toml"
+# The toy memory task (docs/tiny-synthetic.md#memory): its family and seeds (12-frame clips at
+# 126x224, the preset's), and its two training steps: a single-image model that learns to read the
+# markers (from the bundled recipe's single-image step, STEPS["image"]), then FlashDepth from it.
+MEMORY_SPLITS = ["train=30000:30200", "val=35000:35004", "test=31000:31016"]
+# family -> (data folder, preset, the FlashDepth step trained on it); both start from "memory-image".
+MEMORY_FAMILIES = {"memory": ("memory", "scale-memory", "memory"),
+                   "memory-coded": ("memory-coded", "scale-memory-coded", "memory-coded")}
+MEMORY_STEPS = {"memory-image": "configs/tiny-memory-image.toml", "memory": "configs/tiny-memory.toml",
+                "memory-coded": "configs/tiny-memory-coded.toml"}
+RECIPES = {**STEPS, **MEMORY_STEPS}
 
 
 def synth(work: Path) -> None:
@@ -61,8 +66,7 @@ def synth(work: Path) -> None:
 def last_checkpoint(work: Path, step: str) -> Path | None:
     from flashdepth.train import load_train_config
 
-    recipe = MEMORY_STEP if step == "memory" else STEPS[step]
-    found = sorted((work / load_train_config(REPO / recipe).out_dir).glob("step_*.pth"))
+    found = sorted((work / load_train_config(REPO / RECIPES[step]).out_dir).glob("step_*.pth"))
     return found[-1] if found else None
 
 
@@ -270,45 +274,38 @@ def plot(results: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------ the toy memory task
 def memory_synth(work: Path) -> None:
-    name, preset, splits = MEMORY_SYNTH
-    if (work / "data" / name / "dataset.json").is_file():
-        return
-    args = ["data", "--name", name, "--preset", preset, "--frames", str(MEMORY_FRAMES),
-            "--size", "x".join(map(str, MEMORY_SIZE))]
-    for split in splits:
-        args += ["--split", split]
-    subprocess.run([sys.executable, "-m", "flashdepth_cli", "synth", *args], cwd=work, check=True)
+    for name, preset, _ in MEMORY_FAMILIES.values():
+        if (work / "data" / name / "dataset.json").is_file():
+            continue
+        args = ["data", "--name", name, "--preset", preset]
+        for split in MEMORY_SPLITS:
+            args += ["--split", split]
+        subprocess.run([sys.executable, "-m", "flashdepth_cli", "synth", *args], cwd=work, check=True)
 
 
 def memory_train(work: Path, threads: int) -> None:
-    """configs/tiny-memory.toml from the single-image model (which ``train`` must have made), resumed
-    from its last checkpoint if there is one."""
+    """The two memory steps, each resumed from its last checkpoint if there is one; the first
+    starts from the bundled recipe's single-image model (which ``train`` must have made), the second
+    from the first's last checkpoint."""
     from flashdepth.train import load_train_config
 
-    config = load_train_config(REPO / MEMORY_STEP)
-    if (work / config.out_dir / f"step_{config.steps:07d}.pth").is_file():
-        return
     image = load_train_config(REPO / STEPS["image"])
     if not (work / image.out_dir / f"step_{image.steps:07d}.pth").is_file():
         raise SystemExit(f"the single-image model {work / image.out_dir} is not trained yet: "
                          f"run `python benchmarks/tiny_synthetic.py train --workdir {work}` first")
-    last = last_checkpoint(work, "memory")
-    extra = ["--resume", str(last)] if last is not None else []
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with open(work / "train_memory.log", "a") as log:
-        subprocess.run([sys.executable, "-m", "flashdepth_cli", "train", str(REPO / MEMORY_STEP), *extra],
-                       cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    for step, recipe in MEMORY_STEPS.items():
+        config = load_train_config(REPO / recipe)
+        if (work / config.out_dir / f"step_{config.steps:07d}.pth").is_file():
+            continue
+        last = last_checkpoint(work, step)
+        extra = ["--resume", str(last)] if last is not None else []
+        with open(work / f"train_{step}.log", "a") as log:
+            subprocess.run([sys.executable, "-m", "flashdepth_cli", "train", str(REPO / recipe), *extra],
+                           cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
 
 
-def memory_config():
-    from dataclasses import replace
-
-    from flashdepth.data.synthetic import PRESETS
-
-    return replace(PRESETS["scale-memory"], frames=MEMORY_FRAMES, height=MEMORY_SIZE[0], width=MEMORY_SIZE[1])
-
-
-def memory_evaluate(work: Path, checkpoint: Path | None = None) -> dict:
+def memory_evaluate(work: Path, checkpoint: Path | None = None, family: str = "memory") -> dict:
     """Carried vs reset vs the single-image model on the toy's held-out clips, the ideal observer on
     the same seeds, and the state's influence: the relative L2 difference between the carried and
     the reset prediction, per frame."""
@@ -316,11 +313,13 @@ def memory_evaluate(work: Path, checkpoint: Path | None = None) -> dict:
 
     from flashdepth import load_model
     from flashdepth.data.sequence import DatasetFolder
+    from flashdepth.data.synthetic import PRESETS
     from flashdepth.data.synthetic.oracle import scale_estimate_errors
 
-    temporal = load_model(checkpoint or last_checkpoint(work, "memory"))
-    image = load_model(last_checkpoint(work, "image"))
-    sequences = DatasetFolder(work / "data" / MEMORY_SYNTH[0]).sequences("test")
+    folder, preset, step = MEMORY_FAMILIES[family]
+    temporal = load_model(checkpoint or last_checkpoint(work, step))
+    image = load_model(last_checkpoint(work, "memory-image"))
+    sequences = DatasetFolder(work / "data" / folder).sequences("test")
     runs = {"state carried": (temporal, True), "state reset every frame": (temporal, False),
             "single-image model": (image, True)}
     preds = {label: [predict_sequence(m, seq, carry) for seq in sequences] for label, (m, carry) in runs.items()}
@@ -331,38 +330,46 @@ def memory_evaluate(work: Path, checkpoint: Path | None = None) -> dict:
     results["influence_per_frame"] = np.mean(influence, axis=0).tolist()
     out_layer = temporal.mamba.final_layer[1].weight.detach()
     results["temporal_output_weight_norm"] = float(torch.linalg.norm(out_layer))
-    observer = [scale_estimate_errors(int(seq.name), memory_config()) for seq in sequences]
+    observer = [scale_estimate_errors(int(seq.name), PRESETS[preset]) for seq in sequences]
     results["oracle"] = {key: np.mean([r[key] for r in observer], axis=0).tolist()
                          for key in ("frame", "sequence", "visible")}
-    results["checkpoint"] = str(checkpoint or last_checkpoint(work, "memory"))
+    results["checkpoint"] = str(checkpoint or last_checkpoint(work, step))
+    results["family"] = family
     return results
 
 
-def cue(work: Path) -> dict:
-    """Does the single-image model read the markers of the scale-ambiguous family? Per test frame:
-    its log scale (median log of predicted / true depth, plus the true log scale) against the true
-    log scale, on frames with a measurable marker and frames without; and the markers' image size."""
+# family -> (data folder, preset, the single-image step whose model is asked)
+CUES = {"scale": ("scale", "scale-ambiguous", "image"), "memory": ("memory", "scale-memory", "memory-image")}
+
+
+def cue(work: Path, family: str = "scale") -> dict:
+    """Does the single-image model read the markers of the family? Per test frame: its log scale
+    (median log of predicted / true depth, plus the true log scale) against the true log scale, on
+    frames with a measurable marker and frames without; and the markers' image size."""
     from flashdepth import load_model
     from flashdepth.data.sequence import DatasetFolder
     from flashdepth.data.synthetic import PRESETS, build_scene, render_clip
     from flashdepth.data.synthetic.oracle import MIN_PIXELS
 
-    config = PRESETS["scale-ambiguous"]
-    model = load_model(last_checkpoint(work, "image"))
-    truth, predicted, seen, rows = [], [], [], []
-    for seq in DatasetFolder(work / "data" / "scale").sequences("test"):
+    folder, preset, step = CUES[family]
+    config = PRESETS[preset]
+    model = load_model(last_checkpoint(work, step))
+    truth, predicted, seen, rows, area = [], [], [], [], []
+    for seq in DatasetFolder(work / "data" / folder).sequences("test"):
         scene = build_scene(int(seq.name), config)
         markers = [i for i, p in enumerate(scene.primitives) if p.kind == "marker"]
         pred = predict_sequence(model, seq, True)  # (T, H, W) 100/m
         for i, frame in enumerate(render_clip(int(seq.name), config)):
             valid = np.isfinite(frame.depth) & (frame.depth < MAX_DEPTH)
-            error = np.median(np.log(100.0 / np.clip(pred[i][valid], 1e-6, None)) - np.log(frame.depth[valid]))
+            depth = np.clip(100.0 / np.clip(pred[i][valid], 1e-6, None), 1e-3, MAX_DEPTH)  # capped as `unaligned`
+            error = np.median(np.log(depth) - np.log(frame.depth[valid]))
             truth.append(np.log(scene.scale))
             predicted.append(np.log(scene.scale) + error)
             areas = [int((frame.owner == k).sum()) for k in markers]
             seen.append(max(areas, default=0) >= MIN_PIXELS)
             if seen[-1]:
                 rows.append(max(int((frame.owner == k).any(axis=1).sum()) for k in markers))
+                area.append((np.log(scene.scale), np.log(np.mean([a for a in areas if a >= MIN_PIXELS]))))
     truth, predicted, seen = map(np.array, (truth, predicted, seen))
     out = {}
     for label, mask in (("marker in view", seen), ("no marker", ~seen)):
@@ -370,11 +377,48 @@ def cue(work: Path) -> dict:
                       "slope": float(np.polyfit(truth[mask], predicted[mask], 1)[0]),
                       "mean_abs_log_scale_error": float(np.abs(predicted[mask] - truth[mask]).mean())}
     out["marker_rows_p10_p50_p90"] = np.percentile(rows, [10, 50, 90]).tolist()
+    # How clean the cue is in the images themselves: the markers' mean visible area (log) against the
+    # true log scale, over the frames that show one (-1: area alone would read the scale exactly).
+    out["marker_area_vs_scale_corr"] = float(np.corrcoef(np.array(area).T)[0, 1])
+    out["probe"] = probe(work, model, folder, config)
     return out
 
 
+def probe(work: Path, model, folder: str, config) -> dict:
+    """Is the scale in the frame model's ViT features at all? A ridge regression from each layer's
+    mean and max token to the true log scale, fitted on the first two frames (markers in view) of 120
+    training clips and scored on the test clips' first two frames."""
+    import torch
+
+    from flashdepth.data.sequence import DatasetFolder
+    from flashdepth.data.synthetic import build_scene
+    from flashdepth.inference.preprocess import normalise, to_float_rgb
+
+    def features(split: str, count: int):
+        x, y = [], []
+        for seq in DatasetFolder(work / "data" / folder).sequences(split)[:count]:
+            scale = build_scene(int(seq.name), config).scale
+            for i in range(2):
+                rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, H, W)
+                with torch.no_grad():
+                    layers = model.pretrained.intermediate_layers(normalise(rgb, (seq.height, seq.width),
+                                                                             model.config.input))
+                x.append(torch.cat([torch.cat([t[0].mean(0), t[0].amax(0)]) for t in layers]).numpy())  # (8 D,)
+                y.append(np.log(scale))
+        return np.array(x), np.array(y)
+
+    x_train, y_train = features("train", 120)
+    x_test, y_test = features("test", 10_000)
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    a, b = (x_train - mean) / std, (x_test - mean) / std
+    w = np.linalg.solve(a.T @ a + 1000.0 * np.eye(a.shape[1]), a.T @ (y_train - y_train.mean()))
+    guess = b @ w + y_train.mean()
+    return {"test_corr": float(np.corrcoef(guess, y_test)[0, 1]), "test_mean_abs_error": float(np.abs(guess - y_test).mean()),
+            "prior_mean_abs_error": float(np.abs(y_test - y_train.mean()).mean())}
+
+
 def memory_table(results: dict) -> str:
-    lines = table({"memory": results["memory"]}).splitlines()
+    lines = table({results.get("family", "memory"): results["memory"]}).splitlines()
     frames = [0, 2, 4, 6, 8, 10, 11]
     lines += ["", "| mean \\|log scale error\\| at frame | " + " | ".join(map(str, frames)) + " |",
               "|---|" + "---|" * len(frames)]
@@ -400,7 +444,7 @@ def memory_plot(results: dict, path: Path) -> None:
         axes[1].plot(r["aligned"]["abs_rel_per_frame"], marker="o", label=label)
     axes[0].plot(results["oracle"]["frame"], "k:", label="ideal observer, this frame's markers")
     axes[0].plot(results["oracle"]["sequence"], "k--", label="ideal observer, all frames so far")
-    axes[0].set_title("toy memory task: |log scale error| per frame (no alignment)")
+    axes[0].set_title(f"{results.get('family', 'memory')}: |log scale error| per frame (no alignment)")
     axes[1].set_title("AbsRel per frame (one fit per sequence)")
     for ax in axes:
         ax.set_xlabel("frame index (markers in view until about frame 5)")
@@ -421,6 +465,12 @@ def main() -> int:
     p.add_argument("--json", help="write the evaluation here")
     p.add_argument("--plot", help="write the per-frame plot here (PNG)")
     p.add_argument("--checkpoint", help="memory-eval: this checkpoint instead of the memory step's last")
+    p.add_argument("--memory-family", choices=list(MEMORY_FAMILIES), default="memory",
+                   help="memory-eval: the family evaluated (memory-coded: the ablation whose markers' colour "
+                        "names the scale; default: memory)")
+    p.add_argument("--family", choices=list(CUES), default="scale",
+                   help="cue: the family whose markers are read (scale: the bundled recipe's single-image "
+                        "model; memory: the memory task's; default: scale)")
     args = p.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -429,7 +479,7 @@ def main() -> int:
     if args.stage in ("train", "all"):
         train(work, args.threads)
     if args.stage == "cue":
-        results = cue(work)
+        results = cue(work, args.family)
         print(json.dumps(results, indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
@@ -438,7 +488,7 @@ def main() -> int:
         if args.stage == "memory":
             memory_synth(work)
             memory_train(work, args.threads)
-        results = memory_evaluate(work, Path(args.checkpoint) if args.checkpoint else None)
+        results = memory_evaluate(work, Path(args.checkpoint) if args.checkpoint else None, args.memory_family)
         print(memory_table(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))

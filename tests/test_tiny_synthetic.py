@@ -122,6 +122,20 @@ def test_synth_writes_splits_and_rejects_bad_ranges(tmp_path, capsys):
     assert main(["synth", str(tmp_path), "--split", "train", "--frames", "2"]) == 2
 
 
+def test_synth_takes_the_clip_length_from_the_preset_unless_told(tmp_path, capsys, monkeypatch):
+    """scale-memory's clips are 12 frames: --preset alone must give 12, not a CLI-wide default."""
+    from dataclasses import replace
+
+    from flashdepth.data import synthetic as synth
+
+    small = replace(synth.PRESETS["scale-memory"], height=28, width=42, frames=3)  # the preset's own values
+    monkeypatch.setitem(synth.PRESETS, "scale-memory", small)
+    assert main(["synth", str(tmp_path), "--name", "m", "--preset", "scale-memory", "--split", "train=1:2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 3
+    assert (DatasetFolder(tmp_path / "m").sequences("train")[0].height) == 28
+
+
 def test_recipe_steps_are_the_single_image_model_then_flashdepth_from_it():
     """The paper's way: step 2 is step 1's architecture plus the temporal module, starts from step
     1's last checkpoint, and is the bundled model's architecture."""
@@ -133,3 +147,19 @@ def test_recipe_steps_are_the_single_image_model_then_flashdepth_from_it():
     assert video.init == f"{image.out_dir}/step_{image.steps:07d}.pth"
     assert video.data.clip_length == 5 and video.data.random_stride and video.loss == "l1"
     assert image.data.datasets == video.data.datasets
+
+
+def test_memory_recipe_is_the_papers_way_on_the_memory_family():
+    """The toy memory task: a single-image model of the same architecture, started from the bundled
+    recipe's single-image step, then FlashDepth from its last checkpoint on 5-frame clips at random
+    strides with L1 on disparity; both on the scale-memory data."""
+    base = load_train_config(ROOT / "configs" / "tiny-synthetic-image.toml")
+    image = load_train_config(ROOT / "configs" / "tiny-memory-image.toml")
+    video = load_train_config(ROOT / "configs" / "tiny-memory.toml")
+    assert image.model_config.temporal is None and video.model_config.temporal is not None
+    assert image.model_config == video.model_config.replace(name=image.model_config.name, temporal=None)
+    assert image.model_config == base.model_config.replace(name=image.model_config.name)
+    assert image.init == f"{base.out_dir}/step_{base.steps:07d}.pth"
+    assert video.init == f"{image.out_dir}/step_{image.steps:07d}.pth"
+    assert video.data.clip_length == 5 and video.data.random_stride and video.loss == image.loss == "l1"
+    assert tuple(image.data.datasets) == tuple(video.data.datasets) == ("memory",)

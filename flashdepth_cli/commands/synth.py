@@ -46,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="object kinds a scene may contain (the layout family; default: the preset's)")
     p.add_argument("--textures", nargs="+", choices=TEXTURES, default=None,
                    help="surface textures (default: the preset's)")
-    p.add_argument("--frames", type=int, default=24, help="frames per clip (default: 24)")
-    p.add_argument("--size", default="126x224", metavar="HxW", help="frame size (default: 126x224)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the preset's; 24 for most)")
+    p.add_argument("--size", default=None, metavar="HxW", help="frame size (default: the preset's, 126x224)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,8 +56,10 @@ def main(args: argparse.Namespace) -> int:
     from flashdepth.data.synthetic import PRESETS, write_synthetic_dataset
     from flashdepth_cli.common import UsageError
 
+    preset = PRESETS[args.preset]
     try:
-        height, width = (int(v) for v in args.size.lower().split("x"))
+        height, width = ((int(v) for v in args.size.lower().split("x")) if args.size
+                         else (preset.height, preset.width))
     except ValueError:
         raise UsageError(f"--size {args.size!r}: write HxW, e.g. 126x224") from None
     seeds: dict[str, range] = {}
@@ -66,8 +68,7 @@ def main(args: argparse.Namespace) -> int:
         if name in seeds:
             raise UsageError(f"--split {name}=... is given twice; give each split once")
         seeds[name] = seed_range
-    preset = PRESETS[args.preset]
-    config = replace(preset, height=height, width=width, frames=args.frames,
+    config = replace(preset, height=height, width=width, frames=args.frames or preset.frames,
                      kinds=tuple(args.kinds) if args.kinds else preset.kinds,
                      textures=tuple(args.textures) if args.textures else preset.textures)
     print(json.dumps(write_synthetic_dataset(args.output, seeds, config, name=args.name)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import replace, asdict, dataclass
 
 from ...geometry import Intrinsics
 from .maths import _CLEARANCE, _check, _is_int
@@ -53,9 +53,13 @@ class SynthConfig:
     # Where in the view a marker is placed, as a share of the half field of view from the view's
     # centre, positive towards the side the camera pans to (default: anywhere in view).
     marker_azimuth: tuple[float, float] = (-1.0, 1.0)
-    # False: a marker's distance is drawn in its own heights; True: in the larger of its height and
-    # the camera's height, so that a near marker stays in view at any world scale and eye height.
+    # False: a marker's distance is drawn in its own heights (its image size says nothing by
+    # itself); True: in the camera's height, so that its image size is a direct reading of the scale.
     marker_near: bool = False
+    # The memory ablation (docs/tiny-synthetic.md#memory): the markers' paint names the world's scale
+    # by its colour (blue at the smallest scale, red at the largest), a cue read from colour alone
+    # rather than from size and perspective. Not a depth cue of the real world: a probe of the state.
+    marker_code: bool = False
     # A steady pan of the view, |rate| uniform in this range (deg/s) with a random sign per clip:
     # what was in view at the start leaves it (the marker-memory family). (0, 0) = no pan.
     pan_deg: tuple[float, float] = (0.0, 0.0)
@@ -112,6 +116,7 @@ class SynthConfig:
         _range(self, "marker_azimuth", -1.0)
         _check(self.marker_azimuth[1] <= 1.0, f"marker_azimuth={self.marker_azimuth} must lie in [-1, 1]")
         _check(isinstance(self.marker_near, bool), f"marker_near={self.marker_near!r} must be true or false")
+        _check(isinstance(self.marker_code, bool), f"marker_code={self.marker_code!r} must be true or false")
         _range(self, "pan_deg", 0.0)
         _check(self.pan_deg[1] <= 360.0, f"pan_deg={self.pan_deg} must lie in [0, 360] (deg/s)")
 
@@ -155,13 +160,16 @@ PRESETS: dict[str, SynthConfig] = {
     "scale-ambiguous": SynthConfig(**{**_VARIED, "world_scale": (1 / 3, 3.0), "markers": (1, 3), "turn_deg": 45.0,
                                       "marker_distance": (1.5, 6.0), "marker_window": 0.4}),
     # The toy memory task (docs/tiny-synthetic.md#memory): the scale-ambiguous world with the cue
-    # made easy and then taken away. Two markers stand near the camera at the first instant, large
-    # in the view (1.3-2.2 times the larger of their height and the camera's), on the side the
-    # camera then pans to at 100-120 deg/s, so they leave the view after about half the 12 frames;
-    # a fixed field of view keeps their image size a direct reading of the scale.
-    "scale-memory": SynthConfig(**{**_VARIED, "frames": 12, "fov_jitter_deg": 0.0, "world_scale": (1 / 3, 3.0),
-                                   "markers": (2, 2), "marker_distance": (1.3, 2.2), "marker_near": True,
+    # made easy and then taken away. The camera stands at a fixed height (in scene units) and two
+    # markers stand 3.8-4.2 camera heights away at the first instant, wholly in view, on the side
+    # the camera then pans to at 100-120 deg/s, so they leave the view after about half the 12
+    # frames; with a fixed field of view their image size is a direct (noisy) reading of the scale.
+    "scale-memory": SynthConfig(**{**_VARIED, "frames": 12, "fov_jitter_deg": 0.0, "world_scale": (0.5, 2.0),
+                                   "markers": (2, 2), "marker_distance": (3.8, 4.2), "marker_near": True,
                                    "marker_window": 0.05, "marker_azimuth": (0.0, 0.6), "pan_deg": (100.0, 120.0),
-                                   "turn_deg": 10.0, "speed": (0.3, 1.2), "eye_height": (0.8, 2.5),
-                                   "pitch_deg": (-20.0, -5.0)}),
+                                   "turn_deg": 10.0, "speed": (0.3, 1.2), "eye_height": (1.5, 1.5), "objects": (6, 14),
+                                   "pitch_deg": (-6.0, 4.0)}),
 }
+# The memory ablation: the same family with the markers' colour naming the scale and fewer other
+# objects (docs/tiny-synthetic.md#memory): does the trained state carry a cue that is easy to read?
+PRESETS["scale-memory-coded"] = replace(PRESETS["scale-memory"], marker_code=True, objects=(3, 8))

@@ -91,8 +91,8 @@ def _markers(rng: np.random.Generator, config: SynthConfig, camera: CameraPath, 
     units (metres / ``scale``) a marker of height h metres is h / scale tall, so its image size
     against its surroundings is what tells the scale. Each is placed in view at a random instant
     of the clip, at a distance drawn in marker heights, so its image size says nothing by itself
-    (with ``marker_near``, in the larger of the marker's and the camera's height: near and large
-    in the view at any scale, where its size against the ground and the horizon tells the scale)."""
+    (with ``marker_near``, in the camera's height: then a marker's image size alone reads the
+    world's scale, the easiest form of the cue)."""
     out: list[Primitive] = []
     count = int(rng.integers(config.markers[0], config.markers[1] + 1))
     half_fov = np.radians(config.fov_deg) / 2
@@ -103,14 +103,25 @@ def _markers(rng: np.random.Generator, config: SynthConfig, camera: CameraPath, 
             tau = float(rng.choice(times[:max(1, int(round(len(times) * config.marker_window)))]))
             eye = camera.positions(np.array([tau]))[0]
             azimuth = camera.yaw(tau) + side * rng.uniform(*config.marker_azimuth) * half_fov
-            unit = max(height, eye[2]) if config.marker_near else height  # scene units
+            unit = eye[2] if config.marker_near else height  # scene units
             r = unit * float(np.exp(rng.uniform(*np.log(config.marker_distance))))
             base = np.array([eye[0] + r * np.cos(azimuth), eye[1] + r * np.sin(azimuth), 0.0])
             marker = Box(kind="marker", center=base + [0, 0, height / 2], rotation=_yaw(rng.uniform(0, 2 * np.pi)),
                          half=np.array([0.18, 0.18, 0.5]) * height,
-                         texture=Texture(kind="bands", colors=MARKER_COLORS, scale=height / 5.0))
+                         texture=Texture(kind="bands", colors=_marker_colors(config, scale), scale=height / 5.0))
             if marker.clearance(eyes, times) >= min(_CLEARANCE, 0.3 * height):
                 out.append(marker)
                 break
     return out
 
+
+def _marker_colors(config: SynthConfig, scale: float) -> np.ndarray:
+    """Red and white bands; with ``marker_code`` the red turns from blue (the smallest world scale)
+    to red (the largest), linearly in log scale."""
+    if not config.marker_code:
+        return MARKER_COLORS
+    low, high = np.log(config.world_scale)
+    u = 0.5 if high == low else float(np.clip((np.log(scale) - low) / (high - low), 0.0, 1.0))
+    colors = MARKER_COLORS.copy()
+    colors[0] = (1 - u) * np.array([0.06, 0.15, 0.9]) + u * MARKER_COLORS[0]  # (3,)
+    return colors
