@@ -342,7 +342,7 @@ def memory_evaluate(work: Path, checkpoint: Path | None = None, family: str = "m
 CUES = {"scale": ("scale", "scale-ambiguous", "image"), "memory": ("memory", "scale-memory", "memory-image")}
 
 
-def cue(work: Path, family: str = "scale") -> dict:
+def cue(work: Path, family: str = "scale", checkpoint: Path | None = None) -> dict:
     """Does the single-image model read the markers of the family? Per test frame: its log scale
     (median log of predicted / true depth, plus the true log scale) against the true log scale, on
     frames with a measurable marker and frames without; and the markers' image size."""
@@ -353,7 +353,7 @@ def cue(work: Path, family: str = "scale") -> dict:
 
     folder, preset, step = CUES[family]
     config = PRESETS[preset]
-    model = load_model(last_checkpoint(work, step))
+    model = load_model(checkpoint or last_checkpoint(work, step))
     truth, predicted, seen, rows, area = [], [], [], [], []
     for seq in DatasetFolder(work / "data" / folder).sequences("test"):
         scene = build_scene(int(seq.name), config)
@@ -464,7 +464,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads of the training (default: 2)")
     p.add_argument("--json", help="write the evaluation here")
     p.add_argument("--plot", help="write the per-frame plot here (PNG)")
-    p.add_argument("--checkpoint", help="memory-eval: this checkpoint instead of the memory step's last")
+    p.add_argument("--checkpoint", help="memory-eval, cue: this checkpoint instead of the step's last")
     p.add_argument("--memory-family", choices=list(MEMORY_FAMILIES), default="memory",
                    help="memory-eval: the family evaluated (memory-coded: the ablation whose markers' colour "
                         "names the scale; default: memory)")
@@ -479,7 +479,7 @@ def main() -> int:
     if args.stage in ("train", "all"):
         train(work, args.threads)
     if args.stage == "cue":
-        results = cue(work, args.family)
+        results = cue(work, args.family, Path(args.checkpoint) if args.checkpoint else None)
         print(json.dumps(results, indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
