@@ -53,8 +53,10 @@ MEMORY_STEPS = {"memory-image": "configs/tiny-memory-image.toml", "memory": "con
 RECIPES = {**STEPS, **MEMORY_STEPS}
 
 
-def synth(work: Path) -> None:
-    for name, preset, splits in SYNTH:
+def synth(work: Path, families=SYNTH) -> None:
+    """Render each (data folder, preset, splits) of ``families`` under work/data, skipping folders
+    already written."""
+    for name, preset, splits in families:
         if (work / "data" / name / "dataset.json").is_file():
             continue
         args = ["data", "--name", name, "--preset", preset]
@@ -70,11 +72,16 @@ def last_checkpoint(work: Path, step: str) -> Path | None:
     return found[-1] if found else None
 
 
-def train(work: Path, threads: int) -> None:
+def train(work: Path, threads: int, steps: dict[str, str] = STEPS, init_from: dict[str, str] | None = None) -> None:
+    """Train each step of ``steps`` (name -> recipe) in order, skipping finished ones and resuming
+    from a step's last checkpoint; a step named in ``init_from`` starts from the named step's last
+    checkpoint (default: the bundled recipe's temporal step from its single-image step), the others
+    from their config's ``init``."""
     from flashdepth.train import load_train_config
 
+    init_from = {"temporal": "image"} if init_from is None else init_from
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    for step, recipe in STEPS.items():
+    for step, recipe in steps.items():
         config = load_train_config(REPO / recipe)
         final = work / config.out_dir / f"step_{config.steps:07d}.pth"
         if final.is_file():
@@ -83,8 +90,8 @@ def train(work: Path, threads: int) -> None:
         last = last_checkpoint(work, step)
         if last is not None:
             extra = ["--resume", str(last)]
-        elif step == "temporal":
-            extra = [f"init={last_checkpoint(work, 'image')}"]
+        elif step in init_from:
+            extra = [f"init={last_checkpoint(work, init_from[step])}"]
         with open(work / f"train_{step}.log", "a") as log:
             subprocess.run([sys.executable, "-m", "flashdepth_cli", "train", str(REPO / recipe), *extra],
                            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -274,35 +281,20 @@ def plot(results: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------ the toy memory task
 def memory_synth(work: Path) -> None:
-    for name, preset, _ in MEMORY_FAMILIES.values():
-        if (work / "data" / name / "dataset.json").is_file():
-            continue
-        args = ["data", "--name", name, "--preset", preset]
-        for split in MEMORY_SPLITS:
-            args += ["--split", split]
-        subprocess.run([sys.executable, "-m", "flashdepth_cli", "synth", *args], cwd=work, check=True)
+    synth(work, [(name, preset, MEMORY_SPLITS) for name, preset, _ in MEMORY_FAMILIES.values()])
 
 
 def memory_train(work: Path, threads: int) -> None:
-    """The two memory steps, each resumed from its last checkpoint if there is one; the first
-    starts from the bundled recipe's single-image model (which ``train`` must have made), the second
-    from the first's last checkpoint."""
+    """The memory steps, each resumed from its last checkpoint if there is one; the first starts
+    from the bundled recipe's single-image model (which ``train`` must have made), the others from
+    the first's last checkpoint (their configs' ``init``)."""
     from flashdepth.train import load_train_config
 
     image = load_train_config(REPO / STEPS["image"])
     if not (work / image.out_dir / f"step_{image.steps:07d}.pth").is_file():
         raise SystemExit(f"the single-image model {work / image.out_dir} is not trained yet: "
                          f"run `python benchmarks/tiny_synthetic.py train --workdir {work}` first")
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    for step, recipe in MEMORY_STEPS.items():
-        config = load_train_config(REPO / recipe)
-        if (work / config.out_dir / f"step_{config.steps:07d}.pth").is_file():
-            continue
-        last = last_checkpoint(work, step)
-        extra = ["--resume", str(last)] if last is not None else []
-        with open(work / f"train_{step}.log", "a") as log:
-            subprocess.run([sys.executable, "-m", "flashdepth_cli", "train", str(REPO / recipe), *extra],
-                           cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    train(work, threads, MEMORY_STEPS, init_from={})
 
 
 def memory_evaluate(work: Path, checkpoint: Path | None = None, family: str = "memory") -> dict:

@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         if name in seeds:
             raise UsageError(f"--split {name}=... is given twice; give each split once")
         seeds[name] = seed_range
-    config = replace(preset, height=height, width=width, frames=args.frames or preset.frames,
+    config = replace(preset, height=height, width=width, frames=preset.frames if args.frames is None else args.frames,
                      kinds=tuple(args.kinds) if args.kinds else preset.kinds,
                      textures=tuple(args.textures) if args.textures else preset.textures)
     print(json.dumps(write_synthetic_dataset(args.output, seeds, config, name=args.name)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace, asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ...geometry import Intrinsics
 from .maths import _CLEARANCE, _check, _is_int
