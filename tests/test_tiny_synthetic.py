@@ -134,6 +134,9 @@ def test_synth_takes_the_clip_length_from_the_preset_unless_told(tmp_path, capsy
     report = json.loads(capsys.readouterr().out)
     assert report["frames"] == 3
     assert (DatasetFolder(tmp_path / "m").sequences("train")[0].height) == 28
+    # An explicit --frames 0 is still refused, not taken for "the preset's".
+    assert main(["synth", str(tmp_path / "z"), "--preset", "scale-memory", "--split", "train=1:2", "--frames", "0"]) == 2
+    assert not (tmp_path / "z").exists()
 
 
 def test_recipe_steps_are_the_single_image_model_then_flashdepth_from_it():
