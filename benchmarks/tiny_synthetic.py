@@ -45,11 +45,15 @@ MAX_DEPTH = 70.0
 # 126x224, the preset's), and its two training steps: a single-image model that learns to read the
 # markers (from the bundled recipe's single-image step, STEPS["image"]), then FlashDepth from it.
 MEMORY_SPLITS = ["train=30000:30200", "val=35000:35004", "test=31000:31016"]
-# family -> (data folder, preset, the FlashDepth step trained on it); both start from "memory-image".
-MEMORY_FAMILIES = {"memory": ("memory", "scale-memory", "memory"),
-                   "memory-coded": ("memory-coded", "scale-memory-coded", "memory-coded")}
+# family -> (data folder, preset, its single-image step, the FlashDepth step trained from that).
+MEMORY_FAMILIES = {"memory": ("memory", "scale-memory", "memory-image", "memory"),
+                   "memory-coded": ("memory-coded", "scale-memory-coded", "memory-image", "memory-coded"),
+                   "memory-tiles": ("memory-tiles", "scale-memory-tiles", "memory-tiles-image", "memory-tiles")}
+# In training order: each step's config names the checkpoint it starts from (its ``init``).
 MEMORY_STEPS = {"memory-image": "configs/tiny-memory-image.toml", "memory": "configs/tiny-memory.toml",
-                "memory-coded": "configs/tiny-memory-coded.toml"}
+                "memory-coded": "configs/tiny-memory-coded.toml",
+                "memory-tiles-image": "configs/tiny-memory-tiles-image.toml",
+                "memory-tiles": "configs/tiny-memory-tiles.toml"}
 RECIPES = {**STEPS, **MEMORY_STEPS}
 
 
@@ -281,13 +285,13 @@ def plot(results: dict, path: Path) -> None:
 
 # ------------------------------------------------------------------ the toy memory task
 def memory_synth(work: Path) -> None:
-    synth(work, [(name, preset, MEMORY_SPLITS) for name, preset, _ in MEMORY_FAMILIES.values()])
+    synth(work, [(name, preset, MEMORY_SPLITS) for name, preset, _, _ in MEMORY_FAMILIES.values()])
 
 
 def memory_train(work: Path, threads: int) -> None:
     """The memory steps, each resumed from its last checkpoint if there is one; the first starts
-    from the bundled recipe's single-image model (which ``train`` must have made), the others from
-    the first's last checkpoint (their configs' ``init``)."""
+    from the bundled recipe's single-image model (which ``train`` must have made), each other from
+    the last checkpoint its config's ``init`` names, made by a step before it in MEMORY_STEPS."""
     from flashdepth.train import load_train_config
 
     image = load_train_config(REPO / STEPS["image"])
@@ -308,9 +312,9 @@ def memory_evaluate(work: Path, checkpoint: Path | None = None, family: str = "m
     from flashdepth.data.synthetic import PRESETS
     from flashdepth.data.synthetic.oracle import scale_estimate_errors
 
-    folder, preset, step = MEMORY_FAMILIES[family]
+    folder, preset, image_step, step = MEMORY_FAMILIES[family]
     temporal = load_model(checkpoint or last_checkpoint(work, step))
-    image = load_model(last_checkpoint(work, "memory-image"))
+    image = load_model(last_checkpoint(work, image_step))
     sequences = DatasetFolder(work / "data" / folder).sequences("test")
     runs = {"state carried": (temporal, True), "state reset every frame": (temporal, False),
             "single-image model": (image, True)}
@@ -331,7 +335,8 @@ def memory_evaluate(work: Path, checkpoint: Path | None = None, family: str = "m
 
 
 # family -> (data folder, preset, the single-image step whose model is asked)
-CUES = {"scale": ("scale", "scale-ambiguous", "image"), "memory": ("memory", "scale-memory", "memory-image")}
+CUES = {"scale": ("scale", "scale-ambiguous", "image"),
+        **{family: row[:3] for family, row in MEMORY_FAMILIES.items()}}
 
 
 def cue(work: Path, family: str = "scale", checkpoint: Path | None = None) -> dict:
@@ -458,11 +463,12 @@ def main() -> int:
     p.add_argument("--plot", help="write the per-frame plot here (PNG)")
     p.add_argument("--checkpoint", help="memory-eval, cue: this checkpoint instead of the step's last")
     p.add_argument("--memory-family", choices=list(MEMORY_FAMILIES), default="memory",
-                   help="memory-eval: the family evaluated (memory-coded: the ablation whose markers' colour "
-                        "names the scale; default: memory)")
+                   help="memory-eval: the family evaluated (memory-tiles: the cue is a square of paving tiles of "
+                        "known size; memory-coded: the ablation whose markers' colour names the scale; "
+                        "default: memory)")
     p.add_argument("--family", choices=list(CUES), default="scale",
                    help="cue: the family whose markers are read (scale: the bundled recipe's single-image "
-                        "model; memory: the memory task's; default: scale)")
+                        "model; the memory families: the memory task's step 1 of that family; default: scale)")
     args = p.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)

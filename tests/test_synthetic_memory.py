@@ -100,6 +100,46 @@ def test_the_coded_ablation_paints_the_scale_on_the_markers():
                if p.kind == "marker")
 
 
+def _tiles(**kwargs) -> SynthConfig:
+    return dataclasses.replace(synth.PRESETS["scale-memory-tiles"], **{**SMALL, **kwargs})
+
+
+def test_tiles_read_the_scale_by_their_size_alone():
+    """scale-memory-tiles: the paving covers the same pixels at any world scale (it is 3 camera
+    heights across), but its tiles keep their size in metres, so a 4x larger world shows 4x
+    smaller tiles: counted here as colour changes along the image rows inside the paving."""
+    def first_frame(scale):
+        config = _tiles(frames=1, photometric=0.0, marker_spread=0.0, world_scale=(scale, scale))
+        scene = build_scene(30002, config)
+        (index,) = [i for i, p in enumerate(scene.primitives) if p.kind == "marker"]
+        assert scene.primitives[index].texture.scale * scene.scale == pytest.approx(config.marker_height / 2)
+        frame = next(render_clip(30002, config))
+        mask = frame.owner == index  # (H, W)
+        red = frame.rgb[..., 0].astype(float) - frame.rgb[..., 1]  # (H, W): red tiles high, white low
+        tile = red > 0.5 * (red[mask].max() + red[mask].min())
+        changes = (tile[:, 1:] != tile[:, :-1]) & mask[:, 1:] & mask[:, :-1]  # (H, W - 1)
+        return mask, int(changes.sum())
+
+    mask_small, changes_small = first_frame(0.5)
+    mask_large, changes_large = first_frame(2.0)
+    assert mask_small.sum() >= 0.05 * mask_small.size  # a large-area cue
+    np.testing.assert_array_equal(mask_small, mask_large)
+    assert 2.5 <= changes_large / changes_small <= 6.0, (changes_small, changes_large)  # ~ 4 / 1
+
+
+def test_the_observer_reads_the_tiles_early_and_needs_memory_late():
+    """The ideal observer on the tiles family (it measures the tiles' size): as for the pillars,
+    the frame alone falls back to the prior once the paving has left the view."""
+    config = _tiles()
+    runs = [scale_estimate_errors(seed, config) for seed in SEEDS]
+    frame = np.mean([r["frame"] for r in runs], axis=0)  # (T,)
+    sequence = np.mean([r["sequence"] for r in runs], axis=0)  # (T,)
+    visible = np.mean([r["visible"] for r in runs], axis=0)  # (T,)
+    assert visible[0] == 1.0 and visible[-1] == 0.0
+    late = slice(2 * config.frames // 3, None)
+    assert frame[:2].mean() < 0.15 and frame[late].mean() > 0.2 and sequence.max() < 0.15
+
+
 def test_default_presets_draw_no_pan():
     for name in ("classic", "varied", "scale-ambiguous"):
         assert build_scene(5, dataclasses.replace(synth.PRESETS[name], **SMALL, frames=2)).camera.pan == 0.0
@@ -112,6 +152,7 @@ def test_default_presets_draw_no_pan():
     (dict(marker_azimuth=(0.0, 1.5)), ["marker_azimuth", "[-1, 1]"]),
     (dict(marker_near=1), ["marker_near"]),
     (dict(marker_code="yes"), ["marker_code"]),
+    (dict(marker_shape="cube"), ["marker_shape", "'cube'", "pillar", "tiles"]),
 ])
 def test_config_errors(kwargs, words):
     with pytest.raises(ConfigError) as info:

@@ -152,17 +152,44 @@ def test_recipe_steps_are_the_single_image_model_then_flashdepth_from_it():
     assert image.data.datasets == video.data.datasets
 
 
-def test_memory_recipe_is_the_papers_way_on_the_memory_family():
-    """The toy memory task: a single-image model of the same architecture, started from the bundled
-    recipe's single-image step, then FlashDepth from its last checkpoint on 5-frame clips at random
-    strides with L1 on disparity; both on the scale-memory data."""
-    base = load_train_config(ROOT / "configs" / "tiny-synthetic-image.toml")
-    image = load_train_config(ROOT / "configs" / "tiny-memory-image.toml")
-    video = load_train_config(ROOT / "configs" / "tiny-memory.toml")
+def _benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tiny_synthetic", ROOT / "benchmarks" / "tiny_synthetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _benchmark()
+
+
+@pytest.mark.parametrize("family", list(BENCH.MEMORY_FAMILIES))
+def test_memory_recipe_is_the_papers_way_on_the_memory_family(family):
+    """The toy memory task, each family: a single-image model of the bundled architecture, started
+    from the bundled recipe's single-image step or from an earlier memory step's last checkpoint,
+    then FlashDepth from its last checkpoint on 5-frame clips at random strides with L1 on
+    disparity; both on that family's data, rendered from its preset."""
+    from flashdepth.data.synthetic import PRESETS
+
+    folder, preset, image_step, video_step = BENCH.MEMORY_FAMILIES[family]
+    assert preset in PRESETS
+    base = load_train_config(ROOT / BENCH.STEPS["image"])
+    image = load_train_config(ROOT / BENCH.MEMORY_STEPS[image_step])
+    video = load_train_config(ROOT / BENCH.MEMORY_STEPS[video_step])
     assert image.model_config.temporal is None and video.model_config.temporal is not None
     assert image.model_config == video.model_config.replace(name=image.model_config.name, temporal=None)
     assert image.model_config == base.model_config.replace(name=image.model_config.name)
-    assert image.init == f"{base.out_dir}/step_{base.steps:07d}.pth"
+    # Every memory step starts from a step before it in MEMORY_STEPS (or the bundled recipe's step 1).
+    order = list(BENCH.MEMORY_STEPS)
+    earlier = [load_train_config(ROOT / BENCH.MEMORY_STEPS[s]) for s in order[:order.index(image_step)]]
+    assert image.init in [f"{c.out_dir}/step_{c.steps:07d}.pth" for c in [base, *earlier]]
     assert video.init == f"{image.out_dir}/step_{image.steps:07d}.pth"
-    assert video.data.clip_length == 5 and video.data.random_stride and video.loss == image.loss == "l1"
-    assert tuple(image.data.datasets) == tuple(video.data.datasets) == ("memory",)
+    assert order.index(video_step) > order.index(image_step)
+    # stage 1 is the paper's L1; step 1 may add the scale term (the tiles family: it did not learn without)
+    assert video.data.clip_length == 5 and video.data.random_stride and video.loss == "l1"
+    assert image.loss in ("l1", "l1-scale")
+    assert tuple(video.data.datasets) == (folder,)
+    # step 1 reads a family that uses it (the coded ablation reuses the pillar family's step 1)
+    assert tuple(image.data.datasets) in [(row[0],) for row in BENCH.MEMORY_FAMILIES.values() if row[2] == image_step]
+    assert BENCH.CUES[family] == (folder, preset, image_step)

@@ -189,6 +189,32 @@ def test_ssi_loss_is_invariant_to_scale_and_shift():
     assert DepthLoss(Fixed(pred), "l1")(None, target).item() > 1
 
 
+def test_l1_scale_adds_the_frames_global_scale_error_and_skips_sky():
+    """l1-scale = l1 + SCALE_WEIGHT x mean over frames of |mean log(pred / target)| over non-sky
+    pixels. Oracle: a frame off by a factor c everywhere costs l1 + 10 |log c| for that frame; a
+    per-pixel error that cancels in the log mean costs l1 alone; sky (target 0) adds no log term."""
+    from flashdepth.train.choices import SCALE_WEIGHT
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward_sequence(self, video):
+            return self.out, None
+
+    target = torch.rand(1, 2, 8, 8) + 0.1  # 1/m
+    target[0, 1, :2] = 0.0  # sky in the second frame
+    pred = target * 100 * torch.tensor([1.5, 1.0])[None, :, None, None]  # frame 0 off by 1.5x, frame 1 exact
+    l1 = DepthLoss(Fixed(pred), "l1")(None, target).item()
+    both = DepthLoss(Fixed(pred), "l1-scale")(None, target).item()
+    assert both - l1 == pytest.approx(SCALE_WEIGHT * np.log(1.5) / 2, rel=1e-5)
+    wobble = target * 100 * torch.where(torch.arange(64).reshape(8, 8) % 2 == 0, 2.0, 0.5)  # log mean 0
+    wobble[0, 1, :2] = 0.0
+    assert DepthLoss(Fixed(wobble), "l1-scale")(None, target).item() == pytest.approx(
+        DepthLoss(Fixed(wobble), "l1")(None, target).item(), abs=1e-5)
+
+
 def test_clips_and_target_resampling(toy_data):
     ds = ClipDataset.from_folder(toy_data / "toy", "train", stride=2, clip_length=3, crop="center", crop_size=(56, 70))
     assert len(ds) == 24

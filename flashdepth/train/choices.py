@@ -44,6 +44,25 @@ def mean_abs_error(pred, gt, valid):
     return (pred - gt).abs()[valid].mean()
 
 
+#: weight of the scale term of ``l1-scale``: a 10 % global scale error (0.1 in log) costs as much as
+#: a mean disparity error of 1 (x100 units, i.e. 0.01 / m)
+SCALE_WEIGHT = 10.0
+SCALE_FLOOR = 0.1  # x100 inverse depth: a prediction this small (1 km away) is taken as that far in the log
+
+
+def l1_scale_loss(pred, gt, valid, weight: float = SCALE_WEIGHT):
+    """``mean_abs_error`` plus ``weight`` x the mean over frames of |mean log(pred / gt)| over each
+    frame's valid non-sky pixels: the frame's global scale error as a term of its own, which L1
+    alone mixes with every pixel's structure error. pred, gt: (..., H, W) x100 inverse depth."""
+    scene = valid & (gt > 0)  # (..., H, W): sky has no log
+    m = scene.float()
+    e = (pred.clamp_min(SCALE_FLOOR).log() - gt.clamp_min(SCALE_FLOOR).log()) * m  # (..., H, W)
+    n = m.sum((-2, -1))  # (...)
+    frame = e.sum((-2, -1)) / n.clamp_min(1.0)  # (...) mean log ratio per frame
+    scale = frame.abs()[n > 0].mean() if (n > 0).any() else pred.sum() * 0.0
+    return mean_abs_error(pred, gt, valid) + weight * scale
+
+
 #: SILog's lambda in Depth Anything V2's metric training (``metric_depth/util/loss.py``)
 SILOG_LAMBDA = 0.5
 SILOG_FLOOR = 1e-6  # metres: a sigmoid head can underflow to 0, whose log would be -inf
@@ -94,6 +113,9 @@ LOSSES = {
     "l1": Loss("l1", "mean |pred - 100 x inverse depth| over valid pixels, sky supervised towards 0"),
     "ssi": Loss("ssi", "the same after a per-frame least-squares scale and shift of the prediction (scale-and-shift "
                        "invariant)", align_per_frame),
+    "l1-scale": Loss("l1-scale", f"l1 plus {SCALE_WEIGHT:g} x each frame's |mean log(pred / target)| over its "
+                                 "non-sky pixels: the global scale error as a term of its own (a step-1 option)",
+                     reduce=l1_scale_loss),
     "silog": Loss("silog", f"scale-invariant log loss on depth in metres, lambda {SILOG_LAMBDA} (Depth Anything V2's "
                            "metric training), over pixels within the metric head's cap; needs a metric head",
                   unit="metric-depth", reduce=silog_loss),

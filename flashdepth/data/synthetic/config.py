@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, replace
 
 from ...geometry import Intrinsics
 from .maths import _CLEARANCE, _check, _is_int
-from .objects import DEFAULT_KINDS, KINDS
+from .objects import DEFAULT_KINDS, KINDS, MARKER_SHAPES
 from .textures import DEFAULT_TEXTURES, TEXTURE_KINDS, TEXTURES
 
 
@@ -47,6 +47,7 @@ class SynthConfig:
     world_scale: tuple[float, float] = (1.0, 1.0)
     markers: tuple[int, int] = (0, 0)  # reference markers per clip: red-and-white banded pillars
     marker_height: float = 1.6  # metres: the markers' typical height (a known size, like a person's)
+    marker_shape: str = "pillar"  # a row of MARKER_SHAPES: "pillar" (banded, marker_height tall), "tiles" (paving)
     marker_spread: float = 0.1  # log-normal spread of the markers' heights (0.1 = about +-10 %)
     marker_distance: tuple[float, float] = (1.5, 10.0)  # placement distance in marker heights (log-uniform)
     marker_window: float = 1.0  # markers are placed in view at an instant of this first share of the clip
@@ -109,6 +110,8 @@ class SynthConfig:
         _range(self, "world_scale", 1e-3)
         _check(all(_is_int(v) for v in self.markers), f"markers={self.markers} must be two integers")
         _range(self, "markers", 0)
+        _check(self.marker_shape in MARKER_SHAPES,
+               f"unknown marker_shape {self.marker_shape!r}; valid shapes: {', '.join(MARKER_SHAPES)}")
         _check(self.marker_height > 0 and 0 <= self.marker_spread <= 1,
                f"marker_height={self.marker_height} must be > 0 and marker_spread={self.marker_spread} in [0, 1]")
         _range(self, "marker_distance", 0.5)
@@ -173,3 +176,9 @@ PRESETS: dict[str, SynthConfig] = {
 # The memory ablation: the same family with the markers' colour naming the scale and fewer other
 # objects (docs/tiny-synthetic.md#memory): does the trained state carry a cue that is easy to read?
 PRESETS["scale-memory-coded"] = replace(PRESETS["scale-memory"], marker_code=True, objects=(3, 8))
+# The memory task with a large-area cue (docs/tiny-synthetic.md#memory): the pillars replaced by one
+# square of red-and-white paving tiles of known size (marker_height / 2 each), 3 camera heights
+# across and 3-3.5 camera heights away at the first instant, on the side the camera pans to. Its
+# tiles' image size reads the scale, as a tiled floor does; the pan then takes it out of view.
+PRESETS["scale-memory-tiles"] = replace(PRESETS["scale-memory"], marker_shape="tiles", markers=(1, 1),
+                                        marker_distance=(3.0, 3.5))

@@ -190,3 +190,47 @@ def _yaw(angle: float) -> np.ndarray:
     """(3, 3) rotation about the world's vertical (z) axis."""
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+# ------------------------------------------------------------------------------------ markers
+MARKER_COLORS = np.array([[0.85, 0.08, 0.06], [0.95, 0.95, 0.93], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # red, white
+
+
+@dataclass(frozen=True)
+class MarkerShape:
+    """A row of the marker table: a reference object one of whose lengths is known in metres and
+    does not follow the world's scale. ``known`` is that length's nominal value as a share of
+    ``marker_height``; ``make(size, eye_height, base, rotation, colors)`` builds the marker with
+    that length ``size`` scene units long, standing at the ground point ``base``; ``measure`` reads
+    the length back from the primitive (what the ideal observer of ``oracle.py`` measures)."""
+
+    name: str
+    known: float
+    make: Callable[[float, float, np.ndarray, np.ndarray, np.ndarray], Primitive]
+    measure: Callable[[Primitive], float]
+    description: str
+
+
+def _pillar(size, eye_height, base, rotation, colors) -> Primitive:
+    return Box(kind="marker", center=base + [0, 0, size / 2], rotation=rotation, half=np.array([0.18, 0.18, 0.5]) * size,
+               texture=Texture(kind="bands", colors=colors, scale=size / 5.0))
+
+
+def _tiles(size, eye_height, base, rotation, colors) -> Primitive:
+    # A square of paving 3 camera heights across (so it covers the same share of the view at any
+    # scale) and 2 % of a camera height thick: only the size of its tiles tells the scale.
+    thick = 0.02 * eye_height
+    return Box(kind="marker", center=base + [0, 0, thick / 2], rotation=rotation,
+               half=np.array([1.5 * eye_height, 1.5 * eye_height, thick / 2]),
+               texture=Texture(kind="checker", colors=colors, scale=size))
+
+
+#: Reference-marker shapes (``SynthConfig.marker_shape``).
+MARKER_SHAPES: dict[str, MarkerShape] = {row.name: row for row in (
+    MarkerShape("pillar", 1.0, _pillar, lambda p: float(2 * p.half[2]),
+                "a pillar marker_height tall in red and white bands: its height is the known length"),
+    MarkerShape("tiles", 0.5, _tiles, lambda p: float(p.texture.scale),
+                "a square of red-and-white tiles on the ground, each marker_height / 2 across, the square "
+                "3 camera heights across: the tiles' size is the known length, a large-area cue"),
+)}
+

@@ -2,8 +2,9 @@
 the scale-ambiguous family (docs/synthetic.md#scale).
 
 In that family the only scale cue is the reference markers. An observer who could measure every
-visible marker's height exactly in scene units (``h_i / s``) would estimate ``log s`` from each one
-as ``log marker_height - log(h_i / s)``, off by the marker's own size error (normal, spread
+visible marker's known length exactly in scene units (``h_i / s``: a pillar's height, a tile's
+size) would estimate ``log s`` from each one as ``log h - log(h_i / s)``, with h the length's nominal
+value in metres, off by the marker's own size error (normal, spread
 ``marker_spread``). Its best estimate from a set of markers is the posterior mean of ``log s`` under
 the family's log-uniform prior and that Gaussian likelihood. :func:`scale_estimate_errors` gives,
 frame by frame, the error of that estimate from the markers of the current frame alone and from the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import SynthConfig
+from .objects import MARKER_SHAPES
 from .render import render_clip
 from .scene import build_scene
 
@@ -41,8 +43,9 @@ def scale_estimate_errors(seed: int, config: SynthConfig) -> dict:
     scene = build_scene(seed, config)
     truth = np.log(scene.scale)
     markers = {i: p for i, p in enumerate(scene.primitives) if p.kind == "marker"}
-    # Each marker's own estimate of log s: log(nominal height) - log(height in scene units).
-    estimate = {i: np.log(config.marker_height) - np.log(2 * p.half[2]) for i, p in markers.items()}
+    # Each marker's own estimate of log s: log(nominal length) - log(length in scene units).
+    shape = MARKER_SHAPES[config.marker_shape]
+    estimate = {i: np.log(shape.known * config.marker_height) - np.log(shape.measure(p)) for i, p in markers.items()}
     seen: set[int] = set()
     out = {"frame": [], "sequence": [], "visible": []}
     for frame in render_clip(seed, config):

@@ -10,7 +10,7 @@ import numpy as np
 from .camera import CameraPath
 from .config import SynthConfig
 from .maths import _CLEARANCE
-from .objects import OBJECT_KINDS, _camera_path, _yaw, _color, _place, _random_texture, random_object
+from .objects import MARKER_COLORS, MARKER_SHAPES, OBJECT_KINDS, _camera_path, _yaw, _color, _place, _random_texture, random_object
 from .shapes import Box, Ground, Primitive
 from .textures import Sky, Texture
 
@@ -81,22 +81,20 @@ def build_scene(seed: int, config: SynthConfig = SynthConfig()) -> Scene:
                  scale=scale, photometric=response)
 
 
-MARKER_COLORS = np.array([[0.85, 0.08, 0.06], [0.95, 0.95, 0.93], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # red, white
-
-
 def _markers(rng: np.random.Generator, config: SynthConfig, camera: CameraPath, times: np.ndarray, eyes: np.ndarray,
              scale: float) -> list[Primitive]:
-    """Reference markers: pillars of a known height (``marker_height`` metres, log-normal spread) in
-    red and white bands, the only objects whose size does not follow the world's scale. In scene
-    units (metres / ``scale``) a marker of height h metres is h / scale tall, so its image size
-    against its surroundings is what tells the scale. Each is placed in view at a random instant
-    of the clip, at a distance drawn in marker heights, so its image size says nothing by itself
-    (with ``marker_near``, in the camera's height: then a marker's image size alone reads the
-    world's scale, the easiest form of the cue)."""
+    """Reference markers (a row of ``MARKER_SHAPES``: by default pillars of a known height,
+    ``marker_height`` metres with a log-normal spread, in red and white bands), the only objects one
+    of whose lengths does not follow the world's scale. In scene units (metres / ``scale``) a known
+    length of h metres is h / scale long, so its image size against its surroundings is what tells
+    the scale. Each is placed in view at a random instant of the clip, at a distance drawn in
+    marker heights, so its image size says nothing by itself (with ``marker_near``, in the camera's
+    height: then a marker's image size alone reads the world's scale, the easiest form of the cue)."""
     out: list[Primitive] = []
     count = int(rng.integers(config.markers[0], config.markers[1] + 1))
     half_fov = np.radians(config.fov_deg) / 2
     side = -1.0 if camera.pan < 0 else 1.0  # marker_azimuth is measured towards the pan
+    shape = MARKER_SHAPES[config.marker_shape]
     for _ in range(count):
         height = config.marker_height * float(np.exp(rng.normal(0.0, config.marker_spread))) / scale  # scene units
         for _attempt in range(20):
@@ -106,9 +104,8 @@ def _markers(rng: np.random.Generator, config: SynthConfig, camera: CameraPath, 
             unit = eye[2] if config.marker_near else height  # scene units
             r = unit * float(np.exp(rng.uniform(*np.log(config.marker_distance))))
             base = np.array([eye[0] + r * np.cos(azimuth), eye[1] + r * np.sin(azimuth), 0.0])
-            marker = Box(kind="marker", center=base + [0, 0, height / 2], rotation=_yaw(rng.uniform(0, 2 * np.pi)),
-                         half=np.array([0.18, 0.18, 0.5]) * height,
-                         texture=Texture(kind="bands", colors=_marker_colors(config, scale), scale=height / 5.0))
+            marker = shape.make(shape.known * height, float(eye[2]), base, _yaw(rng.uniform(0, 2 * np.pi)),
+                                _marker_colors(config, scale))
             if marker.clearance(eyes, times) >= min(_CLEARANCE, 0.3 * height):
                 out.append(marker)
                 break
