@@ -414,6 +414,72 @@ def probe(work: Path, model, folder: str, config) -> dict:
             "prior_mean_abs_error": float(np.abs(y_test - y_train.mean()).mean())}
 
 
+def learnable(work: Path, family: str, learner: str, steps: int, lr: float, checkpoint: Path | None = None) -> dict:
+    """Is the family's cue learnable from its frames by direct supervision, and by which network?
+    Regress the true log scale of frames 0-2 (the cue in view) of the 200 training clips with
+    squared error, batches of 16, AdamW at ``lr``, and score the 16 held-out clips' frames 0-2:
+    ``learner`` "cnn" is a 4-layer convolutional net from scratch; "vit" is the family's single-image
+    model's own ViT (its step 1's start, or ``checkpoint``) with a linear head on its last layer's
+    mean and max token, all trained."""
+    import torch
+    import torch.nn as nn
+
+    from flashdepth import load_model
+    from flashdepth.data.sequence import DatasetFolder
+    from flashdepth.data.synthetic import PRESETS, build_scene
+    from flashdepth.inference.preprocess import normalise, to_float_rgb
+    from flashdepth.train import load_train_config
+
+    torch.manual_seed(0)
+    folder, preset, image_step, _ = MEMORY_FAMILIES[family]
+    start = checkpoint or work / load_train_config(REPO / RECIPES[image_step]).init
+    model = load_model(start) if learner == "vit" else None
+
+    def frames(split: str):
+        x, y = [], []
+        for seq in DatasetFolder(work / "data" / folder).sequences(split):
+            scale = np.log(build_scene(int(seq.name), PRESETS[preset]).scale)
+            for i in range(3):
+                rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, H, W)
+                x.append(normalise(rgb, (seq.height, seq.width), model.config.input)[0] if model else rgb)
+                y.append(scale)
+        return torch.stack(x), torch.tensor(y, dtype=torch.float32)  # (N, 3, H, W), (N,)
+
+    x_train, y_train = frames("train")
+    x_test, y_test = frames("test")
+    if learner == "cnn":
+        net = nn.Sequential(nn.Conv2d(3, 32, 5, 2, 2), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
+                            nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 1))
+        params = list(net.parameters())
+
+        def guess(x):
+            return net(x)[:, 0]  # (B,)
+    else:
+        vit, head = model.pretrained, nn.Linear(2 * model.config.vit.embed_dim, 1)
+        params = [*vit.parameters(), *head.parameters()]
+
+        def guess(x):
+            tokens = vit.intermediate_layers(x)[-1]  # (B, N, D)
+            return head(torch.cat([tokens.mean(1), tokens.amax(1)], -1))[:, 0]  # (B,)
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    centre = y_train.mean()
+    curve = []
+    for step in range(1, steps + 1):
+        pick = torch.randint(0, len(x_train), (16,))
+        loss = ((guess(x_train[pick]) - (y_train[pick] - centre)) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % max(steps // 4, 1) == 0 or step == steps:
+            with torch.no_grad():
+                g = torch.cat([guess(x_test[i:i + 32]) for i in range(0, len(x_test), 32)]) + centre  # (N,)
+            curve.append({"step": step, "test_corr": float(np.corrcoef(g, y_test)[0, 1]),
+                          "test_mean_abs_error": float((g - y_test).abs().mean())})
+    return {"family": family, "learner": learner, "lr": lr, "start": str(start) if model else "scratch",
+            "prior_mean_abs_error": float((y_test - centre).abs().mean()), "curve": curve}
+
+
 def memory_table(results: dict) -> str:
     lines = table({results.get("family", "memory"): results["memory"]}).splitlines()
     frames = [0, 2, 4, 6, 8, 10, 11]
@@ -454,9 +520,11 @@ def memory_plot(results: dict, path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("stage", choices=["synth", "train", "eval", "all", "memory", "memory-eval", "cue"],
+    p.add_argument("stage", choices=["synth", "train", "eval", "all", "memory", "memory-eval", "cue", "learnable"],
                    help="memory: the toy memory task end to end (data, training, evaluation); memory-eval: its "
-                        "evaluation alone; cue: whether the single-image model reads the scale family's markers")
+                        "evaluation alone; cue: whether the single-image model reads the scale family's markers; "
+                        "learnable: whether the cue is learnable by regressing the scale directly (--family, "
+                        "--learner)")
     p.add_argument("--workdir", default="tiny", help="data/ and runs/ are made here (default: tiny)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the training (default: 2)")
     p.add_argument("--json", help="write the evaluation here")
@@ -468,7 +536,12 @@ def main() -> int:
                         "default: memory)")
     p.add_argument("--family", choices=list(CUES), default="scale",
                    help="cue: the family whose markers are read (scale: the bundled recipe's single-image "
-                        "model; the memory families: the memory task's step 1 of that family; default: scale)")
+                        "model; the memory families: the memory task's step 1 of that family; default: scale); "
+                        "learnable: the memory family whose frames are regressed")
+    p.add_argument("--learner", choices=["cnn", "vit"], default="cnn",
+                   help="learnable: a small CNN from scratch, or the family's single-image model's ViT")
+    p.add_argument("--steps", type=int, default=800, help="learnable: steps of batch 16 (default: 800)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learnable: AdamW's rate (default: 1e-3)")
     args = p.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -476,6 +549,15 @@ def main() -> int:
         synth(work)
     if args.stage in ("train", "all"):
         train(work, args.threads)
+    if args.stage == "learnable":
+        if args.family not in MEMORY_FAMILIES:
+            p.error(f"learnable: --family must be one of the memory families: {', '.join(MEMORY_FAMILIES)}")
+        results = learnable(work, args.family, args.learner, args.steps, args.lr,
+                            Path(args.checkpoint) if args.checkpoint else None)
+        print(json.dumps(results, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        return 0
     if args.stage == "cue":
         results = cue(work, args.family, Path(args.checkpoint) if args.checkpoint else None)
         print(json.dumps(results, indent=1))
