@@ -510,7 +510,7 @@ def memory_plot(results: dict, path: Path) -> None:
     axes[0].set_title(f"{results.get('family', 'memory')}: |log scale error| per frame (no alignment)")
     axes[1].set_title("AbsRel per frame (one fit per sequence)")
     for ax in axes:
-        ax.set_xlabel("frame index (markers in view until about frame 5)")
+        ax.set_xlabel("frame index (the cue leaves the view as the camera pans)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
