@@ -212,8 +212,8 @@ class MarkerShape:
 
 
 def _pillar(size, eye_height, base, rotation, colors) -> Primitive:
-    return Box(kind="marker", center=base + [0, 0, size / 2], rotation=rotation, half=np.array([0.18, 0.18, 0.5]) * size,
-               texture=Texture(kind="bands", colors=colors, scale=size / 5.0))
+    return Box(kind="marker", center=base + [0, 0, size / 2], rotation=rotation,
+               half=np.array([0.18, 0.18, 0.5]) * size, texture=Texture(kind="bands", colors=colors, scale=size / 5.0))
 
 
 def _tiles(size, eye_height, base, rotation, colors) -> Primitive:
@@ -233,4 +233,3 @@ MARKER_SHAPES: dict[str, MarkerShape] = {row.name: row for row in (
                 "a square of red-and-white tiles on the ground, each marker_height / 2 across, the square "
                 "3 camera heights across: the tiles' size is the known length, a large-area cue"),
 )}
-

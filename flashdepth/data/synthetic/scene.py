@@ -10,7 +10,8 @@ import numpy as np
 from .camera import CameraPath
 from .config import SynthConfig
 from .maths import _CLEARANCE
-from .objects import MARKER_COLORS, MARKER_SHAPES, OBJECT_KINDS, _camera_path, _yaw, _color, _place, _random_texture, random_object
+from .objects import (MARKER_COLORS, MARKER_SHAPES, OBJECT_KINDS, _camera_path, _yaw, _color, _place, _random_texture,
+                      random_object)
 from .shapes import Box, Ground, Primitive
 from .textures import Sky, Texture
 
