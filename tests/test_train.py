@@ -174,15 +174,18 @@ def test_tiny_model_overfits_one_clip():
     assert ((torch.stack(steps, 1) - unrolled).norm() / unrolled.norm()) < 1e-5
 
 
+class Fixed(torch.nn.Module):
+    """A model whose every prediction is ``out``: the losses' tests feed it what they need."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward_sequence(self, video):
+        return self.out, None
+
+
 def test_ssi_loss_is_invariant_to_scale_and_shift():
-    class Fixed(torch.nn.Module):
-        def __init__(self, out):
-            super().__init__()
-            self.out = out
-
-        def forward_sequence(self, video):
-            return self.out, None
-
     target = torch.rand(1, 2, 8, 8) + 0.1
     pred = 3.0 * target * 100 + 7.0
     assert DepthLoss(Fixed(pred), "ssi")(None, target).item() < 1e-3
@@ -194,14 +197,6 @@ def test_l1_scale_adds_the_frames_global_scale_error_and_skips_sky():
     pixels. Oracle: a frame off by a factor c everywhere costs l1 + 10 |log c| for that frame; a
     per-pixel error that cancels in the log mean costs l1 alone; sky (target 0) adds no log term."""
     from flashdepth.train.choices import SCALE_WEIGHT
-
-    class Fixed(torch.nn.Module):
-        def __init__(self, out):
-            super().__init__()
-            self.out = out
-
-        def forward_sequence(self, video):
-            return self.out, None
 
     target = torch.rand(1, 2, 8, 8) + 0.1  # 1/m
     target[0, 1, :2] = 0.0  # sky in the second frame
@@ -379,12 +374,8 @@ def test_training_choices_are_tables_read_by_check_and_dispatch(monkeypatch, toy
     monkeypatch.setitem(choices.LOSSES, "double", choices.Loss("double", "probe", lambda p, g, v: 2 * p))
     TrainConfig(loss="double").validate()
 
-    class Fixed(torch.nn.Module):
-        def forward_sequence(self, video):
-            return torch.full((1, 1, 2, 2), 3.0), None
-
     target = torch.full((1, 1, 2, 2), 0.01)  # x100 = 1
-    assert DepthLoss(Fixed(), "double")(None, target).item() == pytest.approx(5.0)  # |2 * 3 - 1|
+    assert DepthLoss(Fixed(torch.full((1, 1, 2, 2), 3.0)), "double")(None, target).item() == pytest.approx(5.0)  # |2 * 3 - 1|
     # schedule: a probe row that halves the rate after warm-up
     monkeypatch.setitem(choices.SCHEDULES, "half", choices.Schedule("half", "probe", lambda progress: 0.5))
     TrainConfig(optim=OptimConfig(schedule="half")).validate()
