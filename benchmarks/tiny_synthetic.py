@@ -381,31 +381,41 @@ def cue(work: Path, family: str = "scale", checkpoint: Path | None = None) -> di
     return out
 
 
-def probe(work: Path, model, folder: str, config) -> dict:
-    """Is the scale in the frame model's ViT features at all? A ridge regression from each layer's
-    mean and max token to the true log scale, fitted on the first two frames (markers in view) of 120
-    training clips and scored on the test clips' first two frames."""
+def cue_frames(work: Path, folder: str, config, split: str, frames: int, input_config=None, count: int | None = None):
+    """The first ``frames`` frames (the cue in view) of the first ``count`` clips of a split, as
+    (N, 3, H, W) RGB in [0, 1], or normalised for a model of ``input_config``, and (N,) float64 the
+    true log scale of each frame's world."""
     import torch
 
     from flashdepth.data.sequence import DatasetFolder
     from flashdepth.data.synthetic import build_scene
     from flashdepth.inference.preprocess import normalise, to_float_rgb
 
+    x, y = [], []
+    for seq in DatasetFolder(work / "data" / folder).sequences(split)[:count]:
+        scale = np.log(build_scene(int(seq.name), config).scale)
+        for i in range(frames):
+            rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, H, W)
+            x.append(normalise(rgb, (seq.height, seq.width), input_config)[0] if input_config else rgb)
+            y.append(scale)
+    return torch.stack(x), np.array(y)  # (N, 3, H, W), (N,)
+
+
+def probe(work: Path, model, folder: str, config) -> dict:
+    """Is the scale in the frame model's ViT features at all? A ridge regression from each layer's
+    mean and max token to the true log scale, fitted on the first two frames (markers in view) of 120
+    training clips and scored on the test clips' first two frames."""
+    import torch
+
     def features(split: str, count: int):
-        x, y = [], []
-        for seq in DatasetFolder(work / "data" / folder).sequences(split)[:count]:
-            scale = build_scene(int(seq.name), config).scale
-            for i in range(2):
-                rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, H, W)
-                with torch.no_grad():
-                    layers = model.pretrained.intermediate_layers(normalise(rgb, (seq.height, seq.width),
-                                                                             model.config.input))
-                x.append(torch.cat([torch.cat([t[0].mean(0), t[0].amax(0)]) for t in layers]).numpy())  # (8 D,)
-                y.append(np.log(scale))
-        return np.array(x), np.array(y)
+        inputs, y = cue_frames(work, folder, config, split, 2, model.config.input, count)
+        with torch.no_grad():  # one frame at a time: (1, 3, H, W) -> 4 x (1, N, D)
+            x = [torch.cat([torch.cat([t[0].mean(0), t[0].amax(0)]) for t in model.pretrained.intermediate_layers(
+                frame[None])]).numpy() for frame in inputs]  # (8 D,) each
+        return np.array(x), y
 
     x_train, y_train = features("train", 120)
-    x_test, y_test = features("test", 10_000)
+    x_test, y_test = features("test", None)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     a, b = (x_train - mean) / std, (x_test - mean) / std
     w = np.linalg.solve(a.T @ a + 1000.0 * np.eye(a.shape[1]), a.T @ (y_train - y_train.mean()))
@@ -425,9 +435,7 @@ def learnable(work: Path, family: str, learner: str, steps: int, lr: float, chec
     import torch.nn as nn
 
     from flashdepth import load_model
-    from flashdepth.data.sequence import DatasetFolder
-    from flashdepth.data.synthetic import PRESETS, build_scene
-    from flashdepth.inference.preprocess import normalise, to_float_rgb
+    from flashdepth.data.synthetic import PRESETS
     from flashdepth.train import load_train_config
 
     torch.manual_seed(0)
@@ -435,18 +443,10 @@ def learnable(work: Path, family: str, learner: str, steps: int, lr: float, chec
     start = checkpoint or work / load_train_config(REPO / RECIPES[image_step]).init
     model = load_model(start) if learner == "vit" else None
 
-    def frames(split: str):
-        x, y = [], []
-        for seq in DatasetFolder(work / "data" / folder).sequences(split):
-            scale = np.log(build_scene(int(seq.name), PRESETS[preset]).scale)
-            for i in range(3):
-                rgb = to_float_rgb(torch.from_numpy(np.array(seq.rgb(i))))  # (3, H, W)
-                x.append(normalise(rgb, (seq.height, seq.width), model.config.input)[0] if model else rgb)
-                y.append(scale)
-        return torch.stack(x), torch.tensor(y, dtype=torch.float32)  # (N, 3, H, W), (N,)
-
-    x_train, y_train = frames("train")
-    x_test, y_test = frames("test")
+    input_config = model.config.input if model else None
+    x_train, y_train = cue_frames(work, folder, PRESETS[preset], "train", 3, input_config)
+    x_test, y_test = cue_frames(work, folder, PRESETS[preset], "test", 3, input_config)
+    y_train, y_test = torch.tensor(y_train, dtype=torch.float32), torch.tensor(y_test, dtype=torch.float32)  # (N,)
     if learner == "cnn":
         net = nn.Sequential(nn.Conv2d(3, 32, 5, 2, 2), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
                             nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(), nn.Conv2d(64, 64, 3, 2, 1), nn.ReLU(),
