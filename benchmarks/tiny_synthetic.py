@@ -48,12 +48,17 @@ MEMORY_SPLITS = ["train=30000:30200", "val=35000:35004", "test=31000:31016"]
 # family -> (data folder, preset, its single-image step, the FlashDepth step trained from that).
 MEMORY_FAMILIES = {"memory": ("memory", "scale-memory", "memory-image", "memory"),
                    "memory-coded": ("memory-coded", "scale-memory-coded", "memory-image", "memory-coded"),
-                   "memory-tiles": ("memory-tiles", "scale-memory-tiles", "memory-tiles-image", "memory-tiles")}
+                   "memory-tiles": ("memory-tiles", "scale-memory-tiles", "memory-tiles-image", "memory-tiles"),
+                   # the same clips, models with the convolutional ViT stem (vit.stem = "conv")
+                   "memory-tiles-conv": ("memory-tiles", "scale-memory-tiles", "memory-tiles-conv-image",
+                                         "memory-tiles-conv")}
 # In training order: each step's config names the checkpoint it starts from (its ``init``).
 MEMORY_STEPS = {"memory-image": "configs/tiny-memory-image.toml", "memory": "configs/tiny-memory.toml",
                 "memory-coded": "configs/tiny-memory-coded.toml",
                 "memory-tiles-image": "configs/tiny-memory-tiles-image.toml",
-                "memory-tiles": "configs/tiny-memory-tiles.toml"}
+                "memory-tiles": "configs/tiny-memory-tiles.toml",
+                "memory-tiles-conv-image": "configs/tiny-memory-tiles-conv-image.toml",
+                "memory-tiles-conv": "configs/tiny-memory-tiles-conv.toml"}
 RECIPES = {**STEPS, **MEMORY_STEPS}
 
 
@@ -429,19 +434,22 @@ def learnable(work: Path, family: str, learner: str, steps: int, lr: float, chec
     Regress the true log scale of frames 0-2 (the cue in view) of the 200 training clips with
     squared error, batches of 16, AdamW at ``lr``, and score the 16 held-out clips' frames 0-2:
     ``learner`` "cnn" is a 4-layer convolutional net from scratch; "vit" is the family's single-image
-    model's own ViT (its step 1's start, or ``checkpoint``) with a linear head on its last layer's
-    mean and max token, all trained."""
+    model's own ViT (its step 1's start, fresh when that step starts from scratch, or ``checkpoint``)
+    with a linear head on its last layer's mean and max token, all trained."""
     import torch
     import torch.nn as nn
 
-    from flashdepth import load_model
+    from flashdepth import FlashDepth, load_model
     from flashdepth.data.synthetic import PRESETS
     from flashdepth.train import load_train_config
 
     torch.manual_seed(0)
     folder, preset, image_step, _ = MEMORY_FAMILIES[family]
-    start = checkpoint or work / load_train_config(REPO / RECIPES[image_step]).init
-    model = load_model(start) if learner == "vit" else None
+    recipe = load_train_config(REPO / RECIPES[image_step])
+    start = checkpoint or (work / recipe.init if recipe.init else None)
+    model = None
+    if learner == "vit":
+        model = load_model(start) if start else FlashDepth(recipe.model_to_train())
 
     input_config = model.config.input if model else None
     x_train, y_train = cue_frames(work, folder, PRESETS[preset], "train", 3, input_config)
@@ -476,7 +484,7 @@ def learnable(work: Path, family: str, learner: str, steps: int, lr: float, chec
                 g = torch.cat([guess(x_test[i:i + 32]) for i in range(0, len(x_test), 32)]) + centre  # (N,)
             curve.append({"step": step, "test_corr": float(np.corrcoef(g, y_test)[0, 1]),
                           "test_mean_abs_error": float((g - y_test).abs().mean())})
-    return {"family": family, "learner": learner, "lr": lr, "start": str(start) if model else "scratch",
+    return {"family": family, "learner": learner, "lr": lr, "start": str(start) if model and start else "scratch",
             "prior_mean_abs_error": float((y_test - centre).abs().mean()), "curve": curve}
 
 

@@ -18,6 +18,26 @@ from .errors import ConfigError
 
 
 @dataclass(frozen=True)
+class Stem:
+    """How a ViT turns pixels into patch tokens (a row of :data:`STEMS`)."""
+
+    name: str
+    description: str
+    convs: int  # 3x3 convolutions (the first at stride 2) before the patch projection; 0: none
+    width: int  # their channels
+
+
+#: The ViT stems. ``patch`` is DINOv2's (every published checkpoint); ``conv`` puts two small
+#: convolutions in front (as in "Early convolutions help transformers see better", Xiao et al.
+#: 2021): a from-scratch model then reads texture finer than a patch (docs/tiny-synthetic.md#memory).
+STEMS: dict[str, Stem] = {s.name: s for s in (
+    Stem("patch", "one linear projection per patch (DINOv2, every published checkpoint)", convs=0, width=0),
+    Stem("conv", "two 3x3 convolutions (the first at stride 2, 32 channels) before a half-size patch projection: "
+                 "for models trained from scratch (needs an even patch size)", convs=2, width=32),
+)}
+
+
+@dataclass(frozen=True)
 class ViTConfig:
     """DINOv2 ViT encoder (as used by Depth Anything V2)."""
 
@@ -30,8 +50,14 @@ class ViTConfig:
     layer_indices: tuple[int, ...] = (2, 5, 8, 11)  # blocks whose (normed) outputs feed the DPT
     norm_eps: float = 1e-6
     interpolate_offset: float = 0.1  # DINOv2's offset in the pos-embed scale factor
+    stem: str = "patch"  # a row of STEMS
 
     def validate(self) -> None:
+        _check(self.stem in STEMS, f"vit.stem={self.stem!r} is not one of: "
+               + "; ".join(f"{n} ({row.description})" for n, row in STEMS.items()))
+        _check(STEMS[self.stem].convs == 0 or self.patch_size % 2 == 0,
+               f"vit.stem={self.stem!r} halves the frame before the patch projection, so vit.patch_size="
+               f"{self.patch_size} must be even; use an even patch size or stem='patch'")
         _check(self.embed_dim % self.num_heads == 0, f"vit.embed_dim={self.embed_dim} is not divisible by vit.num_heads={self.num_heads}")
         _check(len(self.layer_indices) == 4, f"vit.layer_indices={self.layer_indices} must name 4 blocks (one per DPT level)")
         _check(all(0 <= i < self.depth for i in self.layer_indices), f"vit.layer_indices={self.layer_indices} must lie in [0, depth={self.depth})")

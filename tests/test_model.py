@@ -1,6 +1,8 @@
 """Model invariants on tiny configurations, with random non-zero weights everywhere."""
 
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -303,3 +305,58 @@ def test_sessions_cast_frozen_models_only_and_set_tf32_once():
         assert matmul.fp32_precision == conv.fp32_precision == "ieee"
     finally:
         matmul.fp32_precision, conv.fp32_precision = saved
+
+
+def _conv_stem(config):
+    return dataclasses.replace(config, vit=dataclasses.replace(config.vit, stem="conv"))
+
+
+def test_conv_stem_sees_across_patch_borders_and_the_patch_stem_does_not():
+    """The oracle is the stems' geometry: a pixel on a patch's border reaches the neighbouring
+    patch's token only through the conv stem's 3x3 kernels; a pixel mid-patch reaches one token."""
+    from flashdepth.config import ViTConfig
+    from flashdepth.models.vit import VisionTransformer
+
+    torch.manual_seed(0)
+    p = 14
+    base = ViTConfig(embed_dim=32, depth=1, num_heads=2, pos_grid=4, layer_indices=(0, 0, 0, 0))
+    x = torch.randn(1, 3, 2 * p, 2 * p)  # a 2 x 2 patch grid
+    for stem, border_reaches in (("patch", {0}), ("conv", {0, 1})):
+        embed = VisionTransformer(dataclasses.replace(base, stem=stem)).patch_embed
+        tokens = embed(x)  # (1, 4, 32)
+        for col, reached in ((p // 2, {0}), (p - 1, border_reaches)):  # mid-patch, last column of patch 0
+            y = x.clone()
+            y[..., p // 2, col] += 1.0
+            changed = ((embed(y) - tokens).abs().amax(-1)[0] > 0).nonzero().flatten().tolist()
+            assert set(changed) == reached, (stem, col, changed)
+
+
+def test_conv_stem_models_stream_save_and_load(tmp_path):
+    from flashdepth.inference.weights import save_checkpoint
+
+    model = randomize(FlashDepth(_conv_stem(TINY["s"]))).eval()
+    keys = [k for k in model.state_dict() if k.startswith("pretrained.patch_embed.")]
+    assert "pretrained.patch_embed.stem.0.weight" in keys and "pretrained.patch_embed.proj.weight" in keys
+    video = frames(3)
+    with torch.no_grad():
+        unrolled, _ = model.forward_sequence(video)
+        state, steps = None, []
+        for t in range(video.shape[1]):
+            depth, state = model(video[:, t], state)
+            steps.append(depth)
+        assert rel(torch.stack(steps, 1), unrolled) < 1e-5
+        loaded = flashdepth.load_model(str(save_checkpoint(model, tmp_path / "conv.pth")))
+        assert loaded.config.vit.stem == "conv"
+        assert torch.equal(loaded.forward_sequence(video)[0], unrolled)
+    # the published layout has no stem parameters: a default model's keys are unchanged
+    assert not any(".patch_embed.stem" in k for k in FlashDepth(TINY["s"]).state_dict())
+
+
+def test_stem_errors_name_the_value_and_the_choices():
+    from flashdepth import ConfigError
+    from flashdepth.config import ViTConfig
+
+    with pytest.raises(ConfigError, match=r"vit.stem='cnn'.*patch.*conv"):
+        ViTConfig(stem="cnn").validate()
+    with pytest.raises(ConfigError, match="patch_size=7 must be even"):
+        ViTConfig(stem="conv", patch_size=7, pos_grid=4).validate()

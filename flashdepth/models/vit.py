@@ -11,18 +11,29 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import ViTConfig
+from ..config import STEMS, Stem, ViTConfig
 from ..device import interpolate_bicubic
 from ..ops import use_fast_path
 from ..ops.attention import attention
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, embed_dim: int):
+    """Pixels -> one token per patch: the stem's convolutions (none for DINOv2's), then ``proj``,
+    a projection whose stride makes the whole stride the patch size."""
+
+    def __init__(self, patch_size: int, embed_dim: int, stem: Stem = STEMS["patch"]):
         super().__init__()
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        layers, channels = [], 3
+        for i in range(stem.convs):
+            layers += [nn.Conv2d(channels, stem.width, 3, stride=2 if i == 0 else 1, padding=1), nn.GELU()]
+            channels = stem.width
+        self.stem = nn.Sequential(*layers) if layers else None  # no parameters for DINOv2's layout
+        step = patch_size // (2 if stem.convs else 1)
+        self.proj = nn.Conv2d(channels, embed_dim, kernel_size=step, stride=step)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem is not None:
+            x = self.stem(x)  # (B, width, H/2, W/2)
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, ph*pw, D), raster order
 
 
@@ -87,7 +98,7 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + cfg.pos_grid ** 2, d))
         self.mask_token = nn.Parameter(torch.zeros(1, d))  # unused at inference; kept for the layout
-        self.patch_embed = PatchEmbed(cfg.patch_size, d)
+        self.patch_embed = PatchEmbed(cfg.patch_size, d, STEMS[cfg.stem])
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.grad_checkpointing = False
