@@ -18,17 +18,22 @@ def rel(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
+def stream(model, video):
+    """video: (B, T, 3, H, W) -> (B, T, H, W) depth streamed frame by frame, and the last state."""
+    state, steps = None, []
+    for t in range(video.shape[1]):
+        depth, state = model(video[:, t], state)
+        steps.append(depth)
+    return torch.stack(steps, 1), state
+
+
 @pytest.mark.parametrize("kind", ["s", "l", "full"])
 def test_streaming_step_equals_training_unroll(kind):
     model = randomize(FlashDepth(TINY[kind])).eval()
     video = frames(5)
     with torch.no_grad():
         unrolled, final = model.forward_sequence(video)
-        state, steps = None, []
-        for t in range(video.shape[1]):
-            depth, state = model(video[:, t], state)
-            steps.append(depth)
-    streamed = torch.stack(steps, 1)
+        streamed, state = stream(model, video)
     assert rel(streamed, unrolled) < 1e-5
     assert state.frames == final.frames == 5
     for a, b in zip(state.ssm, final.ssm):
@@ -340,11 +345,7 @@ def test_conv_stem_models_stream_save_and_load(tmp_path):
     video = frames(3)
     with torch.no_grad():
         unrolled, _ = model.forward_sequence(video)
-        state, steps = None, []
-        for t in range(video.shape[1]):
-            depth, state = model(video[:, t], state)
-            steps.append(depth)
-        assert rel(torch.stack(steps, 1), unrolled) < 1e-5
+        assert rel(stream(model, video)[0], unrolled) < 1e-5
         loaded = flashdepth.load_model(str(save_checkpoint(model, tmp_path / "conv.pth")))
         assert loaded.config.vit.stem == "conv"
         assert torch.equal(loaded.forward_sequence(video)[0], unrolled)
