@@ -51,6 +51,19 @@ def test_state_carries_information_between_frames(kind):
     assert rel(carried, fresh) > 1e-3
 
 
+def test_a_freshly_built_model_starts_with_every_pixel_alive():
+    # Training from scratch starts here: a pixel below the final ReLU outputs 0 and passes no
+    # gradient, and with a zero-mean last bias whole seeds came out at 0 everywhere (dead for good).
+    for seed in range(8):
+        torch.manual_seed(seed)
+        model = FlashDepth(TINY["s"])
+        depth, _ = model(frames(1, seed=seed)[:, 0])  # (1, H, W)
+        assert (depth > 0).all(), f"seed {seed}: {(depth <= 0).float().mean():.0%} of pixels dead"
+        depth.mean().backward()
+        assert model.pretrained.patch_embed.proj.weight.grad.abs().sum() > 0
+        assert model.depth_head.scratch.output_conv1.weight.grad.abs().sum() > 0
+
+
 def test_zero_initialised_temporal_and_fusion_leave_the_single_image_output():
     # The published init zeroes final_layer (temporal) and proj/mlp[-1] (fusion): identities.
     for kind in ("s", "l", "full"):

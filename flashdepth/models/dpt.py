@@ -48,6 +48,11 @@ class FeatureFusionBlock(nn.Module):
         return self.out_conv(x)
 
 
+#: the last convolution's bias in a freshly built relative head (model units): well above the
+#: spread of its other terms at initialisation, see DPTHead.__init__
+HEAD_BIAS_INIT = 1.0
+
+
 class DPTHead(nn.Module):
     """``depth_head.*``. Its convolutions run in channels-last memory format by default (the fast
     path: oneDNN and cuDNN convolve NHWC without reordering, and upsampling vectorises over
@@ -79,6 +84,12 @@ class DPTHead(nn.Module):
             # way, so both load the same checkpoint layout.
             nn.Sigmoid() if cfg.max_depth > 0 else nn.ReLU(),
         )
+        if cfg.max_depth <= 0:
+            # A fresh head's last pre-activation is nearly the same at every pixel (about +-0.15), so
+            # with a zero-mean bias half of all random seeds start with that value below zero at every
+            # pixel: the final ReLU then outputs 0 everywhere, passes no gradient, and training from
+            # scratch never starts. A positive bias starts every pixel alive; loaded weights replace it.
+            nn.init.constant_(self.scratch.output_conv2[2].bias, HEAD_BIAS_INIT)
         self.max_depth = cfg.max_depth
         self.fused = use_fast_path(self.fast_path_op)
 
