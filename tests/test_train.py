@@ -210,6 +210,26 @@ def test_l1_scale_adds_the_frames_global_scale_error_and_skips_sky():
         DepthLoss(Fixed(wobble), "l1")(None, target).item(), abs=1e-5)
 
 
+def test_log_loss_weighs_ratio_errors_and_keeps_half_the_frame_scale():
+    """log = mean over frames of sqrt(var(e) + 0.5 mean(e)^2), e = log(pred / target) over non-sky
+    pixels, plus mean |pred| on sky. Oracles: exact is 0; a frame off by c everywhere costs
+    sqrt(0.5) |log c|; a pixel pattern of 2x and 0.5x (log mean 0) costs log 2 wherever it is,
+    near or far, where l1 weighs the near pixels more; sky predicted at s costs s."""
+    target = torch.rand(1, 2, 8, 8) + 0.1  # 1/m
+    exact = target * 100
+    assert DepthLoss(Fixed(exact), "log")(None, target).item() < 1e-5
+    scaled = exact * torch.tensor([3.0, 1.0])[None, :, None, None]
+    assert DepthLoss(Fixed(scaled), "log")(None, target).item() == pytest.approx(0.5 ** 0.5 * np.log(3.0) / 2, rel=1e-4)
+    wobble = torch.where(torch.arange(64).reshape(8, 8) % 2 == 0, 2.0, 0.5)
+    for far in (1.0, 10.0):  # the same ratio errors on a scene 10x farther
+        assert DepthLoss(Fixed(exact / far * wobble), "log")(None, target / far).item() == pytest.approx(np.log(2.0), rel=1e-4)
+    sky = target.clone()
+    sky[0, 1] = 0.0  # the whole second frame is sky
+    pred = exact.clone()
+    pred[0, 1] = 0.25
+    assert DepthLoss(Fixed(pred), "log")(None, sky).item() == pytest.approx(0.25, abs=1e-4)
+
+
 def test_clips_and_target_resampling(toy_data):
     ds = ClipDataset.from_folder(toy_data / "toy", "train", stride=2, clip_length=3, crop="center", crop_size=(56, 70))
     assert len(ds) == 24

@@ -63,6 +63,24 @@ def l1_scale_loss(pred, gt, valid, weight: float = SCALE_WEIGHT):
     return mean_abs_error(pred, gt, valid) + weight * scale
 
 
+def log_inverse_loss(pred, gt, valid, lambd: float = 0.5):
+    """Each frame's scale-invariant log error on inverse depth, sqrt(var(e) + (1 - lambd) mean(e)^2)
+    with e = log pred - log gt over its valid non-sky pixels, averaged over frames, plus the mean
+    |pred| on sky pixels (supervised towards 0 as in ``l1``). A ratio error counts the same near
+    and far, as delta1 counts it, where ``l1`` weighs a pixel by its inverse depth; lambd < 1 keeps
+    a share of the frame's global scale error. pred, gt: (..., H, W) x100 inverse depth."""
+    scene = valid & (gt > 0)  # (..., H, W)
+    m = scene.float()
+    n = m.sum((-2, -1))  # (...)
+    e = (pred.clamp_min(SCALE_FLOOR).log() - gt.clamp_min(SCALE_FLOOR).log()) * m  # (..., H, W)
+    mean = e.sum((-2, -1)) / n.clamp_min(1.0)  # (...)
+    var = (e * e).sum((-2, -1)) / n.clamp_min(1.0) - mean * mean  # (...)
+    per_frame = (var + (1.0 - lambd) * mean * mean).clamp_min(1e-12).sqrt()  # (...)
+    structure = per_frame[n > 0].mean() if (n > 0).any() else pred.sum() * 0.0
+    sky = valid & (gt == 0)
+    return structure + (pred[sky].abs().mean() if sky.any() else pred.sum() * 0.0)
+
+
 #: SILog's lambda in Depth Anything V2's metric training (``metric_depth/util/loss.py``)
 SILOG_LAMBDA = 0.5
 SILOG_FLOOR = 1e-6  # metres: a sigmoid head can underflow to 0, whose log would be -inf
@@ -116,6 +134,9 @@ LOSSES = {
     "l1-scale": Loss("l1-scale", f"l1 plus {SCALE_WEIGHT:g} x each frame's |mean log(pred / target)| over its "
                                  "non-sky pixels: the global scale error as a term of its own (a step-1 option)",
                      reduce=l1_scale_loss),
+    "log": Loss("log", "per frame, the scale-invariant log error of inverse depth over non-sky pixels with half its "
+                       "global scale error kept (lambda 0.5), plus mean |pred| on sky: ratio errors weigh the same "
+                       "near and far", reduce=log_inverse_loss),
     "silog": Loss("silog", f"scale-invariant log loss on depth in metres, lambda {SILOG_LAMBDA} (Depth Anything V2's "
                            "metric training), over pixels within the metric head's cap; needs a metric head",
                   unit="metric-depth", reduce=silog_loss),
