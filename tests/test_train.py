@@ -190,6 +190,10 @@ def test_ssi_loss_is_invariant_to_scale_and_shift():
     pred = 3.0 * target * 100 + 7.0
     assert DepthLoss(Fixed(pred), "ssi")(None, target).item() < 1e-3
     assert DepthLoss(Fixed(pred), "l1")(None, target).item() > 1
+    # the scale is taken positive: a prediction running opposite to the truth is not flipped
+    # (oracle: |s| = 1/3 aligns it to 100 (2 mean - target), an error of 200 |target - mean|, about 50 here)
+    inverted = -3.0 * target * 100 + 7.0
+    assert DepthLoss(Fixed(inverted), "ssi")(None, target).item() > 10
 
 
 def test_l1_scale_adds_the_frames_global_scale_error_and_skips_sky():
