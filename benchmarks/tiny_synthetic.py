@@ -18,6 +18,8 @@ Stages:
   error against the frame index (plotted with ``--plot``); and the yard scene (a ground, a back
   wall and boxes at 3, 6 and 12 m) for the ordering of the boxes;
 * ``cue``: whether the single-image model's scale follows the scale family's markers;
+* ``fit``: whether the single-image model fits its own training clips (per-frame-aligned delta1 on
+  train and held-out clips, against a prior map that ignores the frame, and an 8-frame overfit);
 * ``memory`` (and ``memory-eval``): the toy memory task of docs/tiny-synthetic.md#memory, the
   ``scale-memory`` family trained from the single-image model (configs/tiny-memory.toml) and
   evaluated carried vs reset vs single-image, with the ideal observer and the state's influence.
@@ -289,6 +291,80 @@ def plot(results: dict, path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the toy memory task
+FIT_FRAMES = (0, 6, 12, 18)  # the frames of each clip the fit stage scores, one alignment each
+
+
+def frame_delta1(pred: np.ndarray, gt: np.ndarray) -> float:
+    """pred, gt: (T, H, W) -> mean over frames of delta1 after each frame's own scale and shift:
+    how well the structure is predicted, with every frame's scale forgiven."""
+    from flashdepth.metrics import depth_metrics
+
+    return float(np.mean([depth_metrics(p[None], g[None], max_depth=MAX_DEPTH)["delta1"] for p, g in zip(pred, gt)]))
+
+
+def overfit(config, seqs, steps: int = 300, lr: float = 1e-3, seed: int = 0) -> list[list[float]]:
+    """A fresh model of ``config`` trained on one fixed batch (frame 6 of each of ``seqs``) with the
+    recipe's L1: [step, per-frame delta1 on that batch] every 100 steps. A model that can fit what
+    it is shown this way has the capacity; a recipe that then scores at the prior's level lacks
+    something else (data per step, steps, or the loss)."""
+    import torch
+
+    from flashdepth import FlashDepth
+    from flashdepth.inference.preprocess import normalise, to_float_rgb
+
+    torch.manual_seed(seed)
+    model = FlashDepth(config)
+    x = torch.cat([normalise(to_float_rgb(torch.from_numpy(np.array(s.rgb(6)))), (s.height, s.width), config.input)
+                   for s in seqs])  # (N, 3, H, W)
+    gt = np.stack([s.target(6) for s in seqs])  # (N, H, W) 1/m, -1 invalid, 0 sky
+    target = torch.from_numpy(gt).float()
+    valid = target >= 0
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
+    curve = []
+    for step in range(1, steps + 1):
+        pred, _ = model(x, None)  # (N, H, W) 100/m
+        loss = (pred - 100.0 * target).abs()[valid].mean()
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        if step % 100 == 0:
+            with torch.no_grad():
+                pred, _ = model(x, None)
+            curve.append([step, frame_delta1(pred.numpy(), gt)])
+    return curve
+
+
+def fit(work: Path, checkpoints: dict[str, Path], clips: int = 16) -> dict:
+    """Does the single-image model fit its own training clips? Per-frame-aligned delta1 (frames
+    FIT_FRAMES) on the first ``clips`` train and held-out clips of both families, for each checkpoint
+    and for the prior map: the mean training inverse depth of every pixel (clips 16-95, frames 0 and
+    12), one picture for every frame, which knows the renderer's layout and nothing of the frame.
+    Then ``overfit`` on 8 training frames, the capacity check."""
+    from flashdepth import load_model
+    from flashdepth.data.sequence import DatasetFolder
+
+    models = {label: load_model(path) for label, path in checkpoints.items()}
+    results: dict = {"checkpoints": {label: str(path) for label, path in checkpoints.items()}}
+    for family, _, _ in SYNTH:
+        folder = DatasetFolder(work / "data" / family)
+        train_seqs = folder.sequences("train")
+        prior = np.mean([np.clip(s.target(i), 0, None) for s in train_seqs[16:96] for i in (0, 12)], axis=0)  # (H, W)
+        for split in ("train", "test"):
+            seqs = folder.sequences(split)[:clips]
+            gts = [np.stack([s.target(i) for i in FIT_FRAMES]) for s in seqs]  # (F, H, W) each
+            row = {"prior map": float(np.mean([frame_delta1(np.repeat(prior[None], len(g), 0), g) for g in gts]))}
+            for label, model in models.items():
+                row[label] = float(np.mean([frame_delta1(predict_sequence(model, s, True)[list(FIT_FRAMES)], g)
+                                            for s, g in zip(seqs, gts)]))
+            results.setdefault(family, {})[split] = row
+            print(json.dumps({"family": family, "split": split, **row}), flush=True)
+    config = next(iter(models.values())).config
+    results["overfit"] = overfit(config, DatasetFolder(work / "data" / "varied").sequences("train")[:8])
+    print(json.dumps({"overfit": results["overfit"]}), flush=True)
+    return results
+
+
 def memory_synth(work: Path) -> None:
     synth(work, [(name, preset, MEMORY_SPLITS) for name, preset, _, _ in MEMORY_FAMILIES.values()])
 
@@ -528,16 +604,20 @@ def memory_plot(results: dict, path: Path) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("stage", choices=["synth", "train", "eval", "all", "memory", "memory-eval", "cue", "learnable"],
+    p.add_argument("stage", choices=["synth", "train", "eval", "all", "memory", "memory-eval", "cue", "learnable",
+                                      "fit"],
                    help="memory: the toy memory task end to end (data, training, evaluation); memory-eval: its "
                         "evaluation alone; cue: whether the single-image model reads the scale family's markers; "
                         "learnable: whether the cue is learnable by regressing the scale directly (--family, "
-                        "--learner)")
+                        "--learner); fit: whether the single-image model fits its own training clips, against a prior "
+                        "map and an 8-frame overfit (--checkpoint, repeatable)")
     p.add_argument("--workdir", default="tiny", help="data/ and runs/ are made here (default: tiny)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the training (default: 2)")
     p.add_argument("--json", help="write the evaluation here")
     p.add_argument("--plot", help="write the per-frame plot here (PNG)")
-    p.add_argument("--checkpoint", help="memory-eval, cue: this checkpoint instead of the step's last")
+    p.add_argument("--checkpoint", action="append",
+                   help="memory-eval, cue: this checkpoint instead of the step's last; fit: the checkpoints compared "
+                        "(repeatable; default: the image step's last)")
     p.add_argument("--memory-family", choices=list(MEMORY_FAMILIES), default="memory",
                    help="memory-eval: the family evaluated (memory-tiles: the cue is a square of paving tiles of "
                         "known size; memory-coded: the ablation whose markers' colour names the scale; "
@@ -557,17 +637,24 @@ def main() -> int:
         synth(work)
     if args.stage in ("train", "all"):
         train(work, args.threads)
+    checkpoint = Path(args.checkpoint[-1]) if args.checkpoint else None
+    if args.stage == "fit":
+        chosen = [Path(c) for c in args.checkpoint] if args.checkpoint else [last_checkpoint(work, "image")]
+        results = fit(work, {f"{c.parent.name}/{c.stem}": c for c in chosen})
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+        return 0
     if args.stage == "learnable":
         if args.family not in MEMORY_FAMILIES:
             p.error(f"learnable: --family must be one of the memory families: {', '.join(MEMORY_FAMILIES)}")
         results = learnable(work, args.family, args.learner, args.steps, args.lr,
-                            Path(args.checkpoint) if args.checkpoint else None)
+                            checkpoint)
         print(json.dumps(results, indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
         return 0
     if args.stage == "cue":
-        results = cue(work, args.family, Path(args.checkpoint) if args.checkpoint else None)
+        results = cue(work, args.family, checkpoint)
         print(json.dumps(results, indent=1))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
@@ -576,7 +663,7 @@ def main() -> int:
         if args.stage == "memory":
             memory_synth(work)
             memory_train(work, args.threads)
-        results = memory_evaluate(work, Path(args.checkpoint) if args.checkpoint else None, args.memory_family)
+        results = memory_evaluate(work, checkpoint, args.memory_family)
         print(memory_table(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))

@@ -199,3 +199,15 @@ def test_memory_recipe_is_the_papers_way_on_the_memory_family(family):
     # step 1 reads a family that uses it (the coded ablation reuses the pillar family's step 1)
     assert tuple(image.data.datasets) in [(row[0],) for row in BENCH.MEMORY_FAMILIES.values() if row[2] == image_step]
     assert BENCH.CUES[family] == (folder, preset, image_step)
+
+
+def test_fit_scores_each_frame_under_its_own_alignment():
+    """The fit stage's metric forgives every frame its own scale and shift, and nothing else:
+    a prediction a_t * truth + b_t scores 1 whatever a_t, b_t; a flat picture with noise in it
+    does not (depths spread over 1-20 m: most pixels are far from any one depth)."""
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0.05, 1.0, size=(3, 12, 16)).astype(np.float32)  # 1/m
+    per_frame = gt * np.array([0.5, 3.0, 40.0])[:, None, None] + np.array([1.0, -0.01, 5.0])[:, None, None]
+    assert BENCH.frame_delta1(per_frame, gt) == pytest.approx(1.0)
+    flat = np.ones_like(gt) + 1e-3 * rng.standard_normal(gt.shape).astype(np.float32)
+    assert BENCH.frame_delta1(flat, gt) < 0.5
