@@ -311,19 +311,19 @@ def overfit(config, seqs, steps: int = 300, lr: float = 1e-3, seed: int = 0) -> 
 
     from flashdepth import FlashDepth
     from flashdepth.inference.preprocess import normalise, to_float_rgb
+    from flashdepth.train import DepthLoss
 
     torch.manual_seed(seed)
     model = FlashDepth(config)
     x = torch.cat([normalise(to_float_rgb(torch.from_numpy(np.array(s.rgb(6)))), (s.height, s.width), config.input)
                    for s in seqs])  # (N, 3, H, W)
     gt = np.stack([s.target(6) for s in seqs])  # (N, H, W) 1/m, -1 invalid, 0 sky
-    target = torch.from_numpy(gt).float()
-    valid = target >= 0
+    target = torch.from_numpy(gt).float()[:, None]  # (N, 1, H, W): N one-frame clips
+    criterion = DepthLoss(model, "l1")
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
     curve = []
     for step in range(1, steps + 1):
-        pred, _ = model(x, None)  # (N, H, W) 100/m
-        loss = (pred - 100.0 * target).abs()[valid].mean()
+        loss = criterion(x[:, None], target)
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -637,7 +637,9 @@ def main() -> int:
         synth(work)
     if args.stage in ("train", "all"):
         train(work, args.threads)
-    checkpoint = Path(args.checkpoint[-1]) if args.checkpoint else None
+    if args.checkpoint and len(args.checkpoint) > 1 and args.stage != "fit":
+        p.error(f"{args.stage}: give --checkpoint once (only fit compares several)")
+    checkpoint = Path(args.checkpoint[0]) if args.checkpoint else None
     if args.stage == "fit":
         chosen = [Path(c) for c in args.checkpoint] if args.checkpoint else [last_checkpoint(work, "image")]
         results = fit(work, {f"{c.parent.name}/{c.stem}": c for c in chosen})

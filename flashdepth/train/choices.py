@@ -53,17 +53,28 @@ SCALE_WEIGHT = 10.0
 SCALE_FLOOR = 0.1  # x100 inverse depth: a prediction this small (1 km away) is taken as that far in the log
 
 
+def frame_log_error(pred, gt, valid):
+    """pred, gt: (..., H, W) x100 inverse depth -> (e, n, mean): e = log(pred / gt) on each valid
+    non-sky pixel and 0 elsewhere (..., H, W), the number of such pixels per frame (...), and each
+    frame's mean of e (...). Sky has no log; predictions below SCALE_FLOOR count as at it."""
+    m = (valid & (gt > 0)).float()  # (..., H, W)
+    e = (pred.clamp_min(SCALE_FLOOR).log() - gt.clamp_min(SCALE_FLOOR).log()) * m  # (..., H, W)
+    n = m.sum((-2, -1))  # (...)
+    return e, n, e.sum((-2, -1)) / n.clamp_min(1.0)
+
+
+def mean_over_frames(per_frame, n, pred):
+    """The mean of ``per_frame`` (...) over the frames with a non-sky pixel (n > 0); with none, a
+    zero that keeps ``pred`` in the graph."""
+    return per_frame[n > 0].mean() if (n > 0).any() else pred.sum() * 0.0
+
+
 def l1_scale_loss(pred, gt, valid, weight: float = SCALE_WEIGHT):
     """``mean_abs_error`` plus ``weight`` x the mean over frames of |mean log(pred / gt)| over each
     frame's valid non-sky pixels: the frame's global scale error as a term of its own, which L1
     alone mixes with every pixel's structure error. pred, gt: (..., H, W) x100 inverse depth."""
-    scene = valid & (gt > 0)  # (..., H, W): sky has no log
-    m = scene.float()
-    e = (pred.clamp_min(SCALE_FLOOR).log() - gt.clamp_min(SCALE_FLOOR).log()) * m  # (..., H, W)
-    n = m.sum((-2, -1))  # (...)
-    frame = e.sum((-2, -1)) / n.clamp_min(1.0)  # (...) mean log ratio per frame
-    scale = frame.abs()[n > 0].mean() if (n > 0).any() else pred.sum() * 0.0
-    return mean_abs_error(pred, gt, valid) + weight * scale
+    _, n, frame = frame_log_error(pred, gt, valid)
+    return mean_abs_error(pred, gt, valid) + weight * mean_over_frames(frame.abs(), n, pred)
 
 
 def log_inverse_loss(pred, gt, valid, lambd: float = 0.5):
@@ -72,14 +83,10 @@ def log_inverse_loss(pred, gt, valid, lambd: float = 0.5):
     |pred| on sky pixels (supervised towards 0 as in ``l1``). A ratio error counts the same near
     and far, as delta1 counts it, where ``l1`` weighs a pixel by its inverse depth; lambd < 1 keeps
     a share of the frame's global scale error. pred, gt: (..., H, W) x100 inverse depth."""
-    scene = valid & (gt > 0)  # (..., H, W)
-    m = scene.float()
-    n = m.sum((-2, -1))  # (...)
-    e = (pred.clamp_min(SCALE_FLOOR).log() - gt.clamp_min(SCALE_FLOOR).log()) * m  # (..., H, W)
-    mean = e.sum((-2, -1)) / n.clamp_min(1.0)  # (...)
+    e, n, mean = frame_log_error(pred, gt, valid)
     var = (e * e).sum((-2, -1)) / n.clamp_min(1.0) - mean * mean  # (...)
     per_frame = (var + (1.0 - lambd) * mean * mean).clamp_min(1e-12).sqrt()  # (...)
-    structure = per_frame[n > 0].mean() if (n > 0).any() else pred.sum() * 0.0
+    structure = mean_over_frames(per_frame, n, pred)
     sky = valid & (gt == 0)
     return structure + (pred[sky].abs().mean() if sky.any() else pred.sum() * 0.0)
 
