@@ -196,6 +196,28 @@ def test_ssi_loss_is_invariant_to_scale_and_shift():
     assert DepthLoss(Fixed(inverted), "ssi")(None, target).item() > 10
 
 
+
+def test_ssi_clip_forgives_one_scale_per_clip_but_not_one_per_frame():
+    """ssi-clip fits one scale and shift over a clip's frames: a whole clip off by one scale and
+    shift costs nothing (in each clip of the batch its own), frames off by different scales cost
+    what the best single fit leaves, which ssi (per frame) forgives."""
+    target = torch.rand(2, 3, 8, 8) + 0.1  # (B, T, H, W) inverse depth in 1/m
+    per_clip = torch.tensor([2.0, 5.0])[:, None, None, None] * target * 100 + 7.0  # (B, T, H, W)
+    assert DepthLoss(Fixed(per_clip), "ssi-clip")(None, target).item() < 1e-3
+    per_frame = torch.tensor([1.0, 2.0, 4.0])[None, :, None, None] * target * 100  # (B, T, H, W)
+    assert DepthLoss(Fixed(per_frame), "ssi")(None, target).item() < 1e-3
+    # oracle: the least-squares fit of [1, 2, 4] x target by one scale and shift, by numpy
+    import numpy as np
+
+    t = target.numpy() * 100
+    p = np.array([1.0, 2.0, 4.0])[None, :, None, None] * t
+    residual = []
+    for b in range(2):
+        a, c = np.polyfit(p[b].ravel(), t[b].ravel(), 1)
+        residual.append(np.abs(a * p[b] + c - t[b]).mean())
+    assert abs(DepthLoss(Fixed(per_frame), "ssi-clip")(None, target).item() - np.mean(residual)) < 1e-3 * np.mean(residual) + 1e-4
+    assert np.mean(residual) > 1
+
 def test_l1_scale_adds_the_frames_global_scale_error_and_skips_sky():
     """l1-scale = l1 + SCALE_WEIGHT x mean over frames of |mean log(pred / target)| over non-sky
     pixels. Oracle: a frame off by a factor c everywhere costs l1 + 10 |log c| for that frame; a

@@ -42,6 +42,16 @@ def align_per_frame(pred, gt, valid):
     return pred * scale[..., None, None] + shift[..., None, None]
 
 
+def align_per_clip(pred, gt, valid):
+    """pred, gt: (B, T, H, W); valid: (B, T, H, W) bool -> pred after one least-squares scale (taken
+    positive) and shift per clip, fitted over all its frames at once: the evaluation protocol's
+    alignment (one per sequence). The frames of a clip must then agree in scale with each other,
+    which per-frame alignment forgives and which is what the recurrent state is for."""
+    b, t, h, w = pred.shape
+    fused = align_per_frame(pred.reshape(b, t * h, w), gt.reshape(b, t * h, w), valid.reshape(b, t * h, w))  # (B, T*H, W)
+    return fused.reshape(b, t, h, w)
+
+
 def mean_abs_error(pred, gt, valid):
     """pred, gt: (..., H, W); valid: (..., H, W) bool -> mean |pred - gt| over the valid pixels ()."""
     return (pred - gt).abs()[valid].mean()
@@ -141,6 +151,9 @@ LOSSES = {
     "l1": Loss("l1", "mean |pred - 100 x inverse depth| over valid pixels, sky supervised towards 0"),
     "ssi": Loss("ssi", "the same after a per-frame least-squares scale (taken positive) and shift of the prediction "
                        "(scale-and-shift invariant)", align_per_frame),
+    "ssi-clip": Loss("ssi-clip", "the same after one least-squares scale (taken positive) and shift per clip, over "
+                                 "all its frames (the evaluation protocol's alignment): scale-invariant, but the "
+                                 "frames of a clip must agree in scale", align_per_clip),
     "l1-scale": Loss("l1-scale", f"l1 plus {SCALE_WEIGHT:g} x each frame's |mean log(pred / target)| over its "
                                  "non-sky pixels: the global scale error as a term of its own (a step-1 option)",
                      reduce=l1_scale_loss),
