@@ -21,8 +21,9 @@ Stages:
 * ``fit``: whether the single-image model fits its own training clips (per-frame-aligned delta1 on
   train and held-out clips, against a prior map that ignores the frame, and an 8-frame overfit);
 * ``memory`` (and ``memory-eval``): the toy memory task of docs/tiny-synthetic.md#memory, the
-  ``scale-memory`` family trained from the single-image model (configs/tiny-memory.toml) and
-  evaluated carried vs reset vs single-image, with the ideal observer and the state's influence.
+  ``scale-memory`` family trained from the former bundled recipe's single-image model
+  (configs/tiny-patch-image.toml, then configs/tiny-memory-image.toml and configs/tiny-memory.toml)
+  and evaluated carried vs reset vs single-image, with the ideal observer and the state's influence.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ STEPS = {"image": "configs/tiny-synthetic-image.toml", "temporal": "configs/tiny
 MAX_DEPTH = 70.0
 # The toy memory task (docs/tiny-synthetic.md#memory): its family and seeds (12-frame clips at
 # 126x224, the preset's), and its two training steps: a single-image model that learns to read the
-# markers (from the bundled recipe's single-image step, STEPS["image"]), then FlashDepth from it.
+# markers (from the former bundled recipe's single-image step, the patch stem trained with L1 on the
+# same data as STEPS["image"]: MEMORY_STEPS["patch-image"]), then FlashDepth from it.
 MEMORY_SPLITS = ["train=30000:30200", "val=35000:35004", "test=31000:31016"]
 # family -> (data folder, preset, its single-image step, the FlashDepth step trained from that).
 MEMORY_FAMILIES = {"memory": ("memory", "scale-memory", "memory-image", "memory"),
@@ -55,7 +57,8 @@ MEMORY_FAMILIES = {"memory": ("memory", "scale-memory", "memory-image", "memory"
                    "memory-tiles-conv": ("memory-tiles", "scale-memory-tiles", "memory-tiles-conv-image",
                                          "memory-tiles-conv")}
 # In training order: each step's config names the checkpoint it starts from (its ``init``).
-MEMORY_STEPS = {"memory-image": "configs/tiny-memory-image.toml", "memory": "configs/tiny-memory.toml",
+MEMORY_STEPS = {"patch-image": "configs/tiny-patch-image.toml",
+                "memory-image": "configs/tiny-memory-image.toml", "memory": "configs/tiny-memory.toml",
                 "memory-coded": "configs/tiny-memory-coded.toml",
                 "memory-tiles-image": "configs/tiny-memory-tiles-image.toml",
                 "memory-tiles": "configs/tiny-memory-tiles.toml",
@@ -370,15 +373,11 @@ def memory_synth(work: Path) -> None:
 
 
 def memory_train(work: Path, threads: int) -> None:
-    """The memory steps, each resumed from its last checkpoint if there is one; the first starts
-    from the bundled recipe's single-image model (which ``train`` must have made), each other from
-    the last checkpoint its config's ``init`` names, made by a step before it in MEMORY_STEPS."""
-    from flashdepth.train import load_train_config
-
-    image = load_train_config(REPO / STEPS["image"])
-    if not (work / image.out_dir / f"step_{image.steps:07d}.pth").is_file():
-        raise SystemExit(f"the single-image model {work / image.out_dir} is not trained yet: "
-                         f"run `python benchmarks/tiny_synthetic.py train --workdir {work}` first")
+    """The memory steps, each resumed from its last checkpoint if there is one; the first (the
+    former bundled single-image step) trains from scratch on the varied and scale-ambiguous worlds,
+    rendered here if they are not yet, each other from the last checkpoint its config's ``init``
+    names, made by a step before it in MEMORY_STEPS."""
+    synth(work)
     train(work, threads, MEMORY_STEPS, init_from={})
 
 
@@ -416,7 +415,9 @@ def memory_evaluate(work: Path, checkpoint: Path | None = None, family: str = "m
 
 
 # family -> (data folder, preset, the single-image step whose model is asked)
-CUES = {"scale": ("scale", "scale-ambiguous", "image"),
+# the scale family is read by the former bundled step 1 (patch stem, L1), the model the cue
+# experiment of docs/tiny-synthetic.md#memory measured; the bundled step 1 now has no unit
+CUES = {"scale": ("scale", "scale-ambiguous", "patch-image"),
         **{family: row[:3] for family, row in MEMORY_FAMILIES.items()}}
 
 

@@ -36,8 +36,10 @@ VDA_INPUT = InputConfig(short_side=518, max_aspect=1.78, aspect_scale=1.777, cli
 VDA_REPO = "depth-anything"
 
 # The demonstration model trained by this package on synthetic scenes (docs/tiny-synthetic.md):
-# 126x224 frames give a 9x16 token grid; path_3 (18x32) pooled by 1/4 gives the SSM 4x8 tokens.
-VIT_TINY = ViTConfig(embed_dim=96, depth=6, num_heads=3, layer_indices=(1, 3, 4, 5), pos_grid=16)
+# 126x224 frames give a 9x16 token grid; path_3 (18x32) pooled by 1/4 gives the SSM 4x8 tokens. The
+# convolutional stem: from scratch, the patch stem's model learned little more than a prior map
+# (docs/tiny-synthetic.md#fit).
+VIT_TINY = ViTConfig(embed_dim=96, depth=6, num_heads=3, layer_indices=(1, 3, 4, 5), pos_grid=16, stem="conv")
 DPT_TINY = DPTConfig(features=32, out_channels=(32, 64, 128, 128), head_hidden=16)
 TEMPORAL_TINY = TemporalConfig(dpt_layer=1, num_blocks=2, downsample=0.25, d_state=64, expand=2, headdim=16,
                                chunk_size=64, mlp_ratio=2)
