@@ -151,6 +151,9 @@ def test_recipe_steps_are_the_single_image_model_then_flashdepth_from_it():
     assert video.init == f"{image.out_dir}/step_{image.steps:07d}.pth"
     assert video.data.clip_length == 5 and video.data.random_stride and video.loss == "l1"
     assert image.data.datasets == video.data.datasets
+    # the former step 1 (patch stem), kept as the memory chain's start, trained on the same frames
+    former = load_train_config(ROOT / BENCH.MEMORY_STEPS["patch-image"])
+    assert former.data == image.data and former.model_config.vit.stem == "patch" and former.init == ""
 
 
 def _benchmark():
@@ -211,4 +214,3 @@ def test_fit_scores_each_frame_under_its_own_alignment():
     assert BENCH.frame_delta1(per_frame, gt) == pytest.approx(1.0)
     flat = np.ones_like(gt) + 1e-3 * rng.standard_normal(gt.shape).astype(np.float32)
     assert BENCH.frame_delta1(flat, gt) < 0.5
-
