@@ -196,7 +196,6 @@ def test_ssi_loss_is_invariant_to_scale_and_shift():
     assert DepthLoss(Fixed(inverted), "ssi")(None, target).item() > 10
 
 
-
 def test_ssi_clip_forgives_one_scale_per_clip_but_not_one_per_frame():
     """ssi-clip fits one scale and shift over a clip's frames: a whole clip off by one scale and
     shift costs nothing (in each clip of the batch its own), frames off by different scales cost
